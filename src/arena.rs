@@ -1,0 +1,58 @@
+//! One anonymous mapping, sized from a validated plan's counts, carved into typed arrays.
+//!
+//! Everything the restorer keeps per task, object or target lives here: nothing else grows
+//! with the plan. The element types are plain integer structs, valid when zero-filled.
+
+use crate::sys::{mem, Errno};
+
+/// Marks types whose all-zero bit pattern is a valid value (integers and structs of them).
+///
+/// # Safety
+/// Implementors must be valid when zero-filled and have no drop glue.
+pub unsafe trait Zeroable: Copy {}
+
+// SAFETY: integers are valid when zero.
+unsafe impl Zeroable for u8 {}
+// SAFETY: as above.
+unsafe impl Zeroable for u16 {}
+// SAFETY: as above.
+unsafe impl Zeroable for u32 {}
+// SAFETY: as above.
+unsafe impl Zeroable for i32 {}
+// SAFETY: as above.
+unsafe impl Zeroable for u64 {}
+// SAFETY: as above.
+unsafe impl Zeroable for usize {}
+
+/// A bump allocator over one zero-filled anonymous mapping.
+pub struct Arena {
+    base: *mut u8,
+    size: usize,
+    used: usize,
+}
+
+/// Bytes needed for `n` elements of `T`, aligned for the next array.
+pub const fn bytes_for<T>(n: usize) -> usize {
+    (n * core::mem::size_of::<T>() + 15) & !15
+}
+
+impl Arena {
+    /// Maps `size` bytes (rounded up to a page), private to this process and its forks.
+    pub fn map(size: usize) -> Result<Arena, Errno> {
+        let size = (size.max(1) + 4095) & !4095;
+        let base = mem::map_anon(size, false)?;
+        Ok(Arena { base, size, used: 0 })
+    }
+
+    /// Carves a zeroed array of `n` elements. The caller sized the arena with `bytes_for`, so
+    /// running out is a bug in that sizing; it panics rather than overrun.
+    pub fn take<'a, T: Zeroable>(&mut self, n: usize) -> &'a mut [T] {
+        let need = bytes_for::<T>(n);
+        assert!(self.used + need <= self.size, "arena sized too small");
+        // SAFETY: the range is inside our mapping, 16-aligned, zero-filled (valid for T), and never
+        // handed out twice; the mapping lives until the process ends or execs.
+        let s = unsafe { core::slice::from_raw_parts_mut(self.base.add(self.used) as *mut T, n) };
+        self.used += need;
+        s
+    }
+}

@@ -1,0 +1,342 @@
+//! `fdslot run`: forks the task tree, lets every task rebuild its own table, and supervises.
+//!
+//! The plan, its roles and the session are computed once, here, before any fork: every task
+//! inherits them. Tasks meet at a futex barrier in shared memory; they wake `run` through an
+//! eventfd when they fail or finish. `run` is a child subreaper so every task ends up its to reap.
+
+use super::args::{self, Args};
+use super::{compute_roles, eprint, exec, load_plan, print};
+use crate::plan::Plan;
+use crate::report::{EXIT_PEER, EXIT_RESTORE};
+use crate::restore::barrier::{Barrier, Mode, Shared, STATE_DONE, STATE_STARTED};
+use crate::restore::roles::{Roles, MAX_BATCH};
+use crate::restore::transport::{plan_hash, Names};
+use crate::restore::{restore_task, Session, MAX_KEEP};
+use crate::sys::{fd, proc, Fd};
+use crate::text::Line;
+use core::sync::atomic::Ordering;
+use linux_raw_sys::general as g;
+
+struct Run<'a> {
+    plan: &'a Plan<'a>,
+    roles: Roles<'static>,
+    shared: Shared,
+    session: Session<'a>,
+    names: Names,
+    stop: bool,
+    event_fd: Fd,
+    signal_fd: Fd,
+    old_mask: u64,
+    envp: *const *const u8,
+}
+
+fn sigbit(sig: u32) -> u64 {
+    1u64 << (sig - 1)
+}
+
+pub fn cmd_run(a: &mut Args, envp: *const *const u8) -> i32 {
+    let (mut path, mut stop, mut timeout, mut batch) = (None, false, 10_000_000_000u64, MAX_BATCH);
+    let mut keep = heapless::Vec::<u32, MAX_KEEP>::new();
+    while let Some(arg) = a.next() {
+        let r = match arg {
+            b"--stop" => {
+                stop = true;
+                Ok(())
+            }
+            b"--timeout" => a.timeout().map(|v| timeout = v),
+            b"--batch" => a.batch().map(|v| batch = v),
+            b"--keep" => a.keep(&mut keep),
+            _ if path.is_none() && !arg.starts_with(b"--") => {
+                path = Some(arg);
+                Ok(())
+            }
+            _ => Err(args::unexpected(arg)),
+        };
+        if let Err(c) = r {
+            return c;
+        }
+    }
+    let Some(path) = path else { return super::usage_error(b"run needs a PLAN") };
+    let deadline = proc::monotonic_ns() + timeout;
+    let plan = match load_plan(path) {
+        Ok(p) => p,
+        Err(c) => return c,
+    };
+    let roles = match compute_roles(&plan, batch) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    let fail = |what: &str, e: crate::sys::Errno| {
+        let mut l = Line::<200>::new();
+        l.str("fdslot: run: ").str(what).str(": ").str(e.name().unwrap_or("error")).str("\n");
+        eprint(l.as_bytes());
+        EXIT_RESTORE as i32
+    };
+    let mut random = [0u8; 16];
+    if let Err(e) = proc::getrandom(&mut random) {
+        return fail("getrandom", e);
+    }
+    let mut session_name = Line::<32>::new();
+    for b in random {
+        session_name.hex(b as u64, 2);
+    }
+    let names = Names::new(session_name.peek(), plan_hash(plan.text, batch));
+    let shared = match Shared::map(plan.tasks.len()) {
+        Ok(s) => s,
+        Err(e) => return fail("mmap", e),
+    };
+    let mask = sigbit(g::SIGCHLD) | sigbit(g::SIGTERM) | sigbit(g::SIGINT) | sigbit(g::SIGHUP);
+    let old_mask = match proc::sigprocmask(g::SIG_BLOCK, mask) {
+        Ok(m) => m,
+        Err(e) => return fail("sigprocmask", e),
+    };
+    let signal_fd = match proc::signalfd(mask, g::O_CLOEXEC | g::O_NONBLOCK) {
+        Ok(f) => f,
+        Err(e) => return fail("signalfd", e),
+    };
+    let event_fd = match fd::eventfd(0, g::EFD_CLOEXEC | g::EFD_NONBLOCK) {
+        Ok(f) => f,
+        Err(e) => return fail("eventfd", e),
+    };
+    if let Err(e) = proc::prctl(linux_raw_sys::prctl::PR_SET_CHILD_SUBREAPER, 1) {
+        return fail("prctl(PR_SET_CHILD_SUBREAPER)", e);
+    }
+    let mut run = Run {
+        plan: &plan,
+        roles,
+        shared,
+        session: Session { names, keep: &keep, deadline },
+        names,
+        stop,
+        event_fd,
+        signal_fd,
+        old_mask,
+        envp,
+    };
+    for t in 0..plan.tasks.len() {
+        if plan.tasks[t].parent == 0 {
+            if let Err(code) = run.spawn(t) {
+                return run.abort(code);
+            }
+        }
+    }
+    run.supervise()
+}
+
+impl<'a> Run<'a> {
+    /// Forks task t; in the child, never returns.
+    fn spawn(&mut self, t: usize) -> Result<i32, i32> {
+        match proc::fork() {
+            Ok(0) => {
+                let code = self.task_main(t);
+                proc::exit(code)
+            }
+            Ok(pid) => {
+                self.shared.task(t).pid.store(pid, Ordering::Release);
+                Ok(pid)
+            }
+            Err(e) => {
+                let mut l = Line::<200>::new();
+                l.str("fdslot: task ").num(self.plan.tasks[t].id as u64).str(": fork: ").str(e.name().unwrap_or("error"));
+                self.shared.record_failure(t, EXIT_RESTORE, l.peek());
+                Err(EXIT_RESTORE as i32)
+            }
+        }
+    }
+
+    /// The body of one task process.
+    fn task_main(&mut self, t: usize) -> i32 {
+        let _ = proc::sigprocmask(g::SIG_SETMASK, self.old_mask);
+        // Until restored, a task must not outlive its parent: nobody would reap or report it.
+        let _ = proc::prctl(linux_raw_sys::prctl::PR_SET_PDEATHSIG, g::SIGKILL as usize);
+        let me = self.shared.task(t);
+        me.pid.store(proc::getpid(), Ordering::Release);
+        me.state.store(STATE_STARTED, Ordering::Release);
+        for u in 0..self.plan.tasks.len() {
+            if self.plan.tasks[u].parent as usize == t + 1 && self.spawn(u).is_err() {
+                return EXIT_RESTORE as i32;
+            }
+        }
+        #[cfg(not(any(test, feature = "std")))]
+        crate::rt::PANIC_FD.store(-1, Ordering::Relaxed);
+        let mut barrier = Barrier { mode: Mode::Shared(&self.shared), err_fd: -1, chan_fd: self.event_fd, ctl_fd: -1 };
+        if let Err(f) = restore_task(self.plan, &mut self.roles, t, &self.session, &mut barrier) {
+            let mut line = Line::<240>::new();
+            f.format(self.plan, &mut line);
+            barrier.fail(self.plan, &self.names, t, f.code, line.as_bytes());
+            return f.code as i32;
+        }
+        barrier.close();
+        if self.stop {
+            // Stop only once every child task has: then our own stop means the subtree is ready.
+            for u in 0..self.plan.tasks.len() {
+                if self.plan.tasks[u].parent as usize == t + 1 {
+                    let pid = self.shared.task(u).pid.load(Ordering::Acquire);
+                    let _ = proc::waitid(g::P_PID, pid, g::WSTOPPED | g::WEXITED | g::WNOWAIT);
+                }
+            }
+            let _ = proc::kill(proc::getpid(), g::SIGSTOP);
+        }
+        let _ = proc::prctl(linux_raw_sys::prctl::PR_SET_PDEATHSIG, 0);
+        let exec = self.plan.tasks[t].exec;
+        if exec.len == 0 {
+            return 0;
+        }
+        let e = exec::exec_plan_argv(self.plan, exec, self.envp);
+        let mut line = Line::<240>::new();
+        line.str("fdslot: task ").num(self.plan.tasks[t].id as u64).str(": exec: ").str(e.name().unwrap_or("error"));
+        self.shared.record_failure(t, EXIT_RESTORE, line.peek());
+        127
+    }
+
+    fn task_of(&self, pid: i32) -> Option<usize> {
+        (0..self.plan.tasks.len()).find(|&t| self.shared.task(t).pid.load(Ordering::Acquire) == pid)
+    }
+
+    /// Waits for the restore, reports, then waits for every task to end.
+    fn supervise(&mut self) -> i32 {
+        let n = self.plan.tasks.len();
+        let roots = self.plan.tasks.iter().filter(|t| t.parent == 0).count();
+        let (mut stopped, mut ready) = (0usize, false);
+        let mut first_status: i32 = 0;
+        let grace = self.session.deadline + 2_000_000_000;
+        loop {
+            let mut p = [
+                g::pollfd { fd: self.signal_fd, events: g::POLLIN as i16, revents: 0 },
+                g::pollfd { fd: self.event_fd, events: g::POLLIN as i16, revents: 0 },
+            ];
+            let wait = if ready { None } else { Some(grace.saturating_sub(proc::monotonic_ns())) };
+            let _ = fd::poll(&mut p, wait);
+            let mut buf = [0u8; 128];
+            let _ = fd::read(self.event_fd, &mut buf[..8]);
+            while let Ok(128) = fd::read(self.signal_fd, &mut buf) {
+                let sig = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]);
+                if sig != g::SIGCHLD {
+                    self.kill_all();
+                    self.reap_all();
+                    return 128 + sig as i32;
+                }
+            }
+            // Reap and collect stops.
+            loop {
+                match proc::waitid(g::P_ALL, 0, g::WEXITED | g::WSTOPPED | g::WNOHANG) {
+                    Ok(Some(ev)) => {
+                        let t = self.task_of(ev.pid);
+                        if ev.code == g::CLD_STOPPED {
+                            if !ready && t.is_some_and(|t| self.plan.tasks[t].parent == 0) {
+                                stopped += 1;
+                            }
+                            continue;
+                        }
+                        let status = if ev.code == g::CLD_EXITED { ev.status } else { 128 + ev.status };
+                        if t == Some(0) {
+                            first_status = status;
+                        }
+                        if let Some(t) = t {
+                            if !ready && self.shared.task(t).state.load(Ordering::Acquire) != STATE_DONE && self.shared.failure_text(t).is_none() {
+                                let mut l = Line::<240>::new();
+                                l.str("fdslot: task ").num(self.plan.tasks[t].id as u64);
+                                if ev.code == g::CLD_EXITED {
+                                    l.str(": exited with status ").num(ev.status as u64);
+                                } else {
+                                    l.str(": killed by signal ").num(ev.status as u64);
+                                }
+                                l.str(" before its restore completed");
+                                self.shared.record_failure(t, EXIT_PEER, l.peek());
+                            }
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        // ECHILD: every task has ended.
+                        if ready || self.shared.header().failed.load(Ordering::Acquire) == 0 && self.shared.header().done.load(Ordering::Acquire) as usize == n {
+                            return self.finish(first_status);
+                        }
+                        break;
+                    }
+                }
+            }
+            if self.shared.header().failed.load(Ordering::Acquire) > 0 && !ready {
+                return self.abort(EXIT_RESTORE as i32);
+            }
+            if !ready && self.shared.header().done.load(Ordering::Acquire) as usize == n && (!self.stop || stopped == roots) {
+                ready = true;
+                if self.stop {
+                    self.print_ready();
+                }
+            }
+            if !ready && proc::monotonic_ns() >= grace {
+                let mut l = Line::<200>::new();
+                l.str("fdslot: run: timed out: ").num(self.shared.header().done.load(Ordering::Acquire) as u64).str(" of ").num(n as u64).str(" tasks restored");
+                let late = (0..n).find(|&t| self.shared.task(t).state.load(Ordering::Acquire) != STATE_DONE).unwrap_or(0);
+                self.shared.record_failure(late, EXIT_PEER, l.peek());
+                return self.abort(EXIT_PEER as i32);
+            }
+        }
+    }
+
+    fn finish(&self, first_status: i32) -> i32 {
+        // A task that failed after the restore (exec) still gets its line printed.
+        for t in 0..self.plan.tasks.len() {
+            if let Some((text, _)) = self.shared.failure_text(t) {
+                eprint(text);
+                eprint(b"\n");
+                break;
+            }
+        }
+        if self.stop { 0 } else { first_status }
+    }
+
+    fn print_ready(&self) {
+        let mut out = Line::<4096>::new();
+        for t in 0..self.plan.tasks.len() {
+            if out.len() > 4000 {
+                print(out.as_bytes());
+                out.clear();
+            }
+            out.str("task ").num(self.plan.tasks[t].id as u64).str(" pid ").num(self.shared.task(t).pid.load(Ordering::Acquire) as u64).str("\n");
+        }
+        out.str("ready\n");
+        print(out.as_bytes());
+    }
+
+    fn kill_all(&self) {
+        self.shared.abort();
+        for t in 0..self.plan.tasks.len() {
+            let pid = self.shared.task(t).pid.load(Ordering::Acquire);
+            if pid > 0 {
+                let _ = proc::kill(pid, g::SIGKILL);
+            }
+        }
+    }
+
+    fn reap_all(&self) {
+        // Killed tasks' children are reparented to us (subreaper) and reaped here too.
+        loop {
+            self.kill_all();
+            match proc::waitid(g::P_ALL, 0, g::WEXITED) {
+                Ok(_) => {}
+                Err(e) if e == crate::sys::Errno::INTR => {}
+                Err(_) => break,
+            }
+        }
+    }
+
+    /// Kills the group and prints the first failure in plan order; returns its exit code.
+    fn abort(&self, fallback: i32) -> i32 {
+        self.kill_all();
+        self.reap_all();
+        for t in 0..self.plan.tasks.len() {
+            if let Some((text, code)) = self.shared.failure_text(t) {
+                // A task that only saw the abort defers to the one that caused it.
+                if code == EXIT_PEER && text.ends_with(b"another task failed") {
+                    continue;
+                }
+                eprint(text);
+                eprint(b"\n");
+                return code as i32;
+            }
+        }
+        fallback
+    }
+}

@@ -1,0 +1,309 @@
+//! Plan format 1 -> arrays. Two passes over the text: the first counts lines by keyword so the
+//! arena can be sized exactly; the second fills the arrays and checks each line on its own.
+//! Rules that span lines are in `check`.
+
+use super::lex::{decoded_len, EncodingError, Lines, Tokens};
+use super::*;
+use crate::arena::{bytes_for, Arena};
+use crate::text::{parse_radix, parse_u64};
+use linux_raw_sys::general as g;
+
+/// Status and open-time flag names accepted by `flags=`.
+const FLAG_NAMES: &[(&str, u32)] = &[
+    ("rdonly", g::O_RDONLY),
+    ("wronly", g::O_WRONLY),
+    ("rdwr", g::O_RDWR),
+    ("append", g::O_APPEND),
+    ("nonblock", g::O_NONBLOCK),
+    ("creat", g::O_CREAT),
+    ("excl", g::O_EXCL),
+    ("trunc", g::O_TRUNC),
+    ("directory", g::O_DIRECTORY),
+    ("path", g::O_PATH),
+    ("noatime", g::O_NOATIME),
+    ("sync", g::O_SYNC),
+    ("dsync", g::O_DSYNC),
+    ("nofollow", g::O_NOFOLLOW),
+    ("noctty", g::O_NOCTTY),
+];
+
+struct Counts {
+    tasks: usize,
+    objects: usize,
+    targets: usize,
+}
+
+fn err(line: u32, what: &str) -> PlanError {
+    PlanError::new(line, what)
+}
+
+fn err_tok(line: u32, what: &str, tok: &[u8]) -> PlanError {
+    let mut e = PlanError::new(line, what);
+    e.msg.str(" '").push(&tok[..tok.len().min(60)]).str("'");
+    e
+}
+
+/// Parses and validates a whole plan. The arrays live in one anonymous mapping.
+pub fn load(text: &[u8]) -> Result<Plan<'_>, PlanError> {
+    if text.len() > MAX_PLAN_BYTES {
+        return Err(err(0, "plan is larger than 1 GiB"));
+    }
+    let counts = count(text)?;
+    let size = bytes_for::<Task>(counts.tasks)
+        + bytes_for::<Object>(counts.objects)
+        + bytes_for::<Target>(counts.targets)
+        + bytes_for::<u32>(counts.tasks + 1)
+        + bytes_for::<u16>(65536)
+        + bytes_for::<u64>(counts.objects);
+    let mut arena = Arena::map(size).map_err(|_| err(0, "cannot map memory for the plan"))?;
+    let tasks = arena.take::<Task>(counts.tasks);
+    let objects = arena.take::<Object>(counts.objects);
+    let targets = arena.take::<Target>(counts.targets);
+    let task_first = arena.take::<u32>(counts.tasks + 1);
+    let task_index = arena.take::<u16>(65536);
+    let scratch = arena.take::<u64>(counts.objects);
+    fill(text, tasks, objects, targets, task_index)?;
+    super::check::check(text, tasks, objects, targets, task_first, task_index, scratch)?;
+    Ok(Plan { text, tasks, objects, targets, task_first, task_index })
+}
+
+/// Pass 1: the header, and how many tasks, objects and targets there are.
+fn count(text: &[u8]) -> Result<Counts, PlanError> {
+    let mut c = Counts { tasks: 0, objects: 0, targets: 0 };
+    let mut header = false;
+    for (no, content) in Lines::new(text) {
+        let mut toks = Tokens::new(content);
+        let Some(kw) = toks.next() else { continue };
+        if !header {
+            if kw != b"fdslot" {
+                return Err(err(no, "the first line must be 'fdslot 1'"));
+            }
+            match (toks.next(), toks.next()) {
+                (Some(b"1"), None) => header = true,
+                (Some(v), None) => return Err(err_tok(no, "unsupported plan format version", v)),
+                _ => return Err(err(no, "the first line must be 'fdslot 1'")),
+            }
+            continue;
+        }
+        match kw {
+            b"task" => c.tasks += 1,
+            b"reg" | b"pipe" => c.objects += 1,
+            b"at" | b"r" | b"w" => c.targets += 1,
+            b"fdslot" => return Err(err(no, "'fdslot' header repeated")),
+            _ => return Err(err_tok(no, "unknown keyword", kw)),
+        }
+    }
+    if !header {
+        return Err(err(1, "empty plan: the first line must be 'fdslot 1'"));
+    }
+    if c.tasks == 0 {
+        return Err(err(0, "the plan declares no task"));
+    }
+    if c.tasks > 65535 {
+        return Err(err(0, "more than 65535 tasks"));
+    }
+    Ok(c)
+}
+
+/// One `key=value` option, each key at most once per line.
+struct Options<'a> {
+    seen: u32,
+    line: u32,
+    _t: core::marker::PhantomData<&'a ()>,
+}
+
+impl<'a> Options<'a> {
+    fn new(line: u32) -> Self {
+        Options { seen: 0, line, _t: core::marker::PhantomData }
+    }
+
+    /// Splits `tok` into (key index, value), refusing unknown and repeated keys.
+    fn split(&mut self, tok: &'a [u8], keys: &[&str]) -> Result<(usize, &'a [u8]), PlanError> {
+        let eq = tok.iter().position(|&b| b == b'=').ok_or_else(|| err_tok(self.line, "expected key=value, got", tok))?;
+        let (key, value) = (&tok[..eq], &tok[eq + 1..]);
+        let k = keys.iter().position(|k| k.as_bytes() == key).ok_or_else(|| err_tok(self.line, "unknown key", key))?;
+        if self.seen & (1 << k) != 0 {
+            return Err(err_tok(self.line, "repeated key", key));
+        }
+        self.seen |= 1 << k;
+        Ok((k, value))
+    }
+}
+
+fn task_id(line: u32, s: &[u8], what: &str) -> Result<u16, PlanError> {
+    match parse_radix(s, 10) {
+        Some(v) if (1..=65535).contains(&v) => Ok(v as u16),
+        _ => Err(err_tok(line, what, s)),
+    }
+}
+
+fn encoded(line: u32, s: &[u8], what: &str) -> Result<usize, PlanError> {
+    decoded_len(s).map_err(|e| match e {
+        EncodingError::Nul => err_tok(line, "%00 (NUL) is not allowed in", s),
+        EncodingError::Malformed => {
+            let mut e = err_tok(line, "malformed %-escape in", s);
+            e.msg.str(" (").str(what).str(")");
+            e
+        }
+    })
+}
+
+fn span_of(text: &[u8], s: &[u8]) -> Span {
+    Span { off: (s.as_ptr() as usize - text.as_ptr() as usize) as u32, len: s.len() as u32 }
+}
+
+fn parse_flags(line: u32, v: &[u8]) -> Result<u32, PlanError> {
+    if v.first().is_some_and(|b| b.is_ascii_digit()) {
+        let n = parse_u64(v).filter(|&n| n <= u32::MAX as u64).ok_or_else(|| err_tok(line, "bad flags number", v))?;
+        return Ok(n as u32);
+    }
+    let (mut flags, mut access) = (0u32, None);
+    for name in v.split(|&b| b == b',') {
+        let &(_, bit) = FLAG_NAMES.iter().find(|(n, _)| n.as_bytes() == name).ok_or_else(|| err_tok(line, "unknown flag", name))?;
+        if matches!(name, b"rdonly" | b"wronly" | b"rdwr") {
+            if access.is_some_and(|a| a != bit) {
+                return Err(err(line, "conflicting access modes in flags="));
+            }
+            access = Some(bit);
+        }
+        flags |= bit;
+    }
+    Ok(flags)
+}
+
+/// Pass 2: every line into its array; ids are unique; targets follow an object of their kind.
+fn fill(
+    text: &[u8],
+    tasks: &mut [Task],
+    objects: &mut [Object],
+    targets: &mut [Target],
+    task_index: &mut [u16],
+) -> Result<(), PlanError> {
+    let (mut nt, mut no, mut nx) = (0usize, 0usize, 0usize);
+    let mut header = false;
+    for (line, content) in Lines::new(text) {
+        let mut toks = Tokens::new(content);
+        let Some(kw) = toks.next() else { continue };
+        if !header {
+            header = true;
+            continue;
+        }
+        match kw {
+            b"task" => {
+                let id = task_id(line, toks.next().ok_or_else(|| err(line, "task needs an id"))?, "bad task id (1..=65535)")?;
+                if task_index[id as usize] != 0 {
+                    let mut e = err(line, "task ");
+                    e.msg.num(id as u64).str(" declared twice (first at line ").num(tasks[task_index[id as usize] as usize - 1].line as u64).str(")");
+                    return Err(e);
+                }
+                let mut t = Task { id, parent: 0, line, exec: Span::default() };
+                let mut opts = Options::new(line);
+                for tok in toks {
+                    match opts.split(tok, &["parent", "exec"])? {
+                        (0, v) => {
+                            let p = task_id(line, v, "bad parent id")?;
+                            if p == id {
+                                return Err(err(line, "a task cannot be its own parent"));
+                            }
+                            t.parent = task_index[p as usize];
+                            if t.parent == 0 {
+                                let mut e = err(line, "parent ");
+                                e.msg.num(p as u64).str(" must be declared before task ").num(id as u64);
+                                return Err(e);
+                            }
+                        }
+                        (_, v) => {
+                            let (mut args, mut bytes) = (0usize, 0usize);
+                            for a in v.split(|&b| b == b',') {
+                                bytes += encoded(line, a, "exec")? + 1;
+                                args += 1;
+                            }
+                            if v.is_empty() || v.starts_with(b",") {
+                                return Err(err(line, "exec= needs a program path first"));
+                            }
+                            if args > MAX_ARGS || bytes > MAX_ARG_BYTES {
+                                return Err(err(line, "exec= has more than 4096 arguments or 128 KiB"));
+                            }
+                            t.exec = span_of(text, v);
+                        }
+                    }
+                }
+                tasks[nt] = t;
+                nt += 1;
+                task_index[id as usize] = nt as u16;
+            }
+            b"reg" | b"pipe" => {
+                let kind = if kw == b"reg" { KIND_REG } else { KIND_PIPE };
+                let idtok = toks.next().ok_or_else(|| err(line, "object needs an id"))?;
+                let id = match parse_radix(idtok, 10) {
+                    Some(v) if (1..=u32::MAX as u64).contains(&v) => v as u32,
+                    _ => return Err(err_tok(line, "bad object id (1..=4294967295)", idtok)),
+                };
+                let mut o = Object { id, kind, line, ..Object::default() };
+                if kind == KIND_REG {
+                    let p = toks.next().ok_or_else(|| err(line, "reg needs a path"))?;
+                    if p.contains(&b'=') && !p.starts_with(b"/") && !p.starts_with(b".") {
+                        return Err(err_tok(line, "reg needs a path before its options, got", p));
+                    }
+                    let n = encoded(line, p, "path")?;
+                    if n > MAX_PATH {
+                        return Err(err(line, "path is longer than 4095 bytes"));
+                    }
+                    o.path = span_of(text, p);
+                }
+                let mut opts = Options::new(line);
+                for tok in toks {
+                    let keys: &[&str] = if kind == KIND_REG { &["opener", "flags", "mode", "pos"] } else { &["opener"] };
+                    match opts.split(tok, keys)? {
+                        (0, v) => {
+                            o.opener = task_id(line, v, "bad opener task id")?;
+                            o.explicit_opener = 1;
+                        }
+                        (1, v) => o.flags = parse_flags(line, v)?,
+                        (2, v) => {
+                            let v = v.strip_prefix(b"0o").unwrap_or(v);
+                            o.mode = parse_radix(v, 8).filter(|&m| m <= 0o7777).ok_or_else(|| err_tok(line, "bad mode (octal, at most 7777)", v))? as u32;
+                        }
+                        (_, v) => {
+                            o.pos = parse_radix(v, 10).filter(|&p| p <= i64::MAX as u64).ok_or_else(|| err_tok(line, "bad pos", v))?;
+                        }
+                    }
+                }
+                objects[no] = o;
+                no += 1;
+            }
+            _ => {
+                // at | r | w
+                let Some(o) = no.checked_sub(1).map(|i| &objects[i]) else {
+                    return Err(err(line, "target line before any object"));
+                };
+                let end = match (kw, o.kind) {
+                    (b"at", KIND_REG) => 0,
+                    (b"r", KIND_PIPE) => 0,
+                    (b"w", KIND_PIPE) => 1,
+                    (_, KIND_REG) => return Err(err_tok(line, "a reg object's targets are 'at', not", kw)),
+                    _ => return Err(err_tok(line, "a pipe's targets are 'r' or 'w', not", kw)),
+                };
+                let spec = toks.next().ok_or_else(|| err(line, "target needs TASK:FD"))?;
+                let colon = spec.iter().position(|&b| b == b':').ok_or_else(|| err_tok(line, "target must be TASK:FD, got", spec))?;
+                let task = task_id(line, &spec[..colon], "bad task id in target")?;
+                let fd = match parse_radix(&spec[colon + 1..], 10) {
+                    Some(v) if v < NR_OPEN as u64 => v as u32,
+                    Some(_) => return Err(err_tok(line, "fd is not below nr_open (1048576):", &spec[colon + 1..])),
+                    None => return Err(err_tok(line, "bad fd in target", spec)),
+                };
+                let mut cloexec = 0;
+                for tok in toks {
+                    if tok == b"cloexec" && cloexec == 0 {
+                        cloexec = 1;
+                    } else {
+                        return Err(err_tok(line, "unexpected word in target line", tok));
+                    }
+                }
+                targets[nx] = Target { fd, object: (no - 1) as u32, task, end, cloexec, line };
+                nx += 1;
+            }
+        }
+    }
+    Ok(())
+}

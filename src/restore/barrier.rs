@@ -1,0 +1,423 @@
+//! "Every receiver is bound" before any send, and "done" after: the only things tasks ever ask
+//! each other. Three channels, none of which an outsider can forge:
+//! - `Shared`: `run`'s shared memory (futex), with an eventfd that wakes `run`;
+//! - `SyncFd`: a parent tool's SOCK_SEQPACKET socketpair (`bound`, `go`/`abort`, `done`, `error: ...`);
+//! - `Peers`: the tasks among themselves over AF_UNIX datagram sockets; the first task of the plan
+//!   coordinates, the others' barrier sockets are connected to it (so only it can say `go`), and it
+//!   accepts `bound` only from the socket bound at that task's own name, with the same uid.
+//!
+//! Every wait ends at the session's one deadline.
+
+use super::slots::{move_to, Slots};
+use super::transport::Names;
+use crate::plan::Plan;
+use crate::report::{Failure, EXIT_PEER, EXIT_RESTORE};
+use crate::sys::socket::{self as sock, UnixAddr};
+use crate::sys::{fd, proc, Errno, Fd};
+use crate::text::Line;
+use core::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use linux_raw_sys::general as g;
+use linux_raw_sys::net as n;
+
+pub const STATE_NEW: u32 = 0;
+pub const STATE_STARTED: u32 = 1;
+pub const STATE_BOUND: u32 = 2;
+pub const STATE_DONE: u32 = 3;
+pub const STATE_FAILED: u32 = 4;
+
+pub const GO_WAIT: u32 = 0;
+pub const GO: u32 = 1;
+pub const GO_ABORT: u32 = 2;
+
+/// The shared page's header.
+#[repr(C)]
+pub struct SharedHeader {
+    pub go: AtomicU32,
+    pub bound: AtomicU32,
+    pub done: AtomicU32,
+    pub failed: AtomicU32,
+}
+
+/// One task's record in shared memory; `text` holds its error line when it failed.
+#[repr(C)]
+pub struct SharedTask {
+    pub pid: AtomicI32,
+    pub state: AtomicU32,
+    pub code: AtomicU32,
+    pub len: AtomicU32,
+    pub text: [u8; 240],
+}
+
+/// `run`'s shared mapping: a header, then one record per task (plan order).
+pub struct Shared {
+    base: *mut u8,
+    pub ntasks: usize,
+}
+
+impl Shared {
+    pub fn bytes(ntasks: usize) -> usize {
+        core::mem::size_of::<SharedHeader>() + ntasks * core::mem::size_of::<SharedTask>()
+    }
+
+    /// Maps the shared state (MAP_SHARED, so forks see one copy).
+    pub fn map(ntasks: usize) -> Result<Shared, Errno> {
+        let base = crate::sys::mem::map_anon(Self::bytes(ntasks), true)?;
+        Ok(Shared { base, ntasks })
+    }
+
+    pub fn header(&self) -> &SharedHeader {
+        // SAFETY: the mapping starts with a zero-initialised header (atomics valid when zero).
+        unsafe { &*(self.base as *const SharedHeader) }
+    }
+
+    pub fn task(&self, t: usize) -> &SharedTask {
+        assert!(t < self.ntasks);
+        // SAFETY: record t lies inside the mapping; all fields are valid when zero.
+        unsafe { &*(self.base.add(core::mem::size_of::<SharedHeader>() + t * core::mem::size_of::<SharedTask>()) as *const SharedTask) }
+    }
+
+    /// Records a failure line for task t (first writer wins) and aborts the barrier.
+    pub fn record_failure(&self, t: usize, code: u8, line: &[u8]) {
+        let rec = self.task(t);
+        if rec.state.swap(STATE_FAILED, Ordering::AcqRel) != STATE_FAILED {
+            let n = line.len().min(rec.text.len());
+            // SAFETY: only task t (this process) writes its own text, before publishing len.
+            unsafe { core::ptr::copy_nonoverlapping(line.as_ptr(), rec.text.as_ptr() as *mut u8, n) };
+            rec.code.store(code as u32, Ordering::Relaxed);
+            rec.len.store(n as u32, Ordering::Release);
+            self.header().failed.fetch_add(1, Ordering::AcqRel);
+        }
+        self.abort();
+    }
+
+    pub fn abort(&self) {
+        let h = self.header();
+        if h.go.compare_exchange(GO_WAIT, GO_ABORT, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            proc::futex_wake_all(&h.go);
+        }
+    }
+
+    /// The recorded error line of task t, if it failed.
+    pub fn failure_text(&self, t: usize) -> Option<(&[u8], u8)> {
+        let rec = self.task(t);
+        let len = rec.len.load(Ordering::Acquire) as usize;
+        if rec.state.load(Ordering::Acquire) != STATE_FAILED || len == 0 {
+            return None;
+        }
+        Some((&rec.text[..len], rec.code.load(Ordering::Relaxed) as u8))
+    }
+}
+
+pub enum Mode<'a> {
+    Shared(&'a Shared),
+    SyncFd,
+    Peers,
+}
+
+/// The channel of one task's barrier, with the fds it owns.
+pub struct Barrier<'a> {
+    pub mode: Mode<'a>,
+    /// Where error lines go (restore: a copy of stderr), or -1.
+    pub err_fd: Fd,
+    /// The sync fd, or run's eventfd, or -1.
+    pub chan_fd: Fd,
+    /// Peers: this task's barrier socket.
+    pub ctl_fd: Fd,
+}
+
+fn remaining(deadline: u64) -> Option<u64> {
+    let now = proc::monotonic_ns();
+    if now >= deadline {
+        None
+    } else {
+        Some(deadline - now)
+    }
+}
+
+/// Waits until `f` is readable (or hung up), or the deadline passes (Ok(false)).
+pub fn wait_readable(f: Fd, deadline: u64) -> Result<bool, Errno> {
+    loop {
+        let Some(left) = remaining(deadline) else { return Ok(false) };
+        let mut p = [g::pollfd { fd: f, events: g::POLLIN as i16, revents: 0 }];
+        match fd::poll(&mut p, Some(left)) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(e) if e == Errno::INTR => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Connects `s` to `to`, retrying while the name is not bound yet, until the deadline.
+pub fn connect_when_bound(s: Fd, to: &UnixAddr, deadline: u64) -> Result<bool, Errno> {
+    let mut pause = 20_000u64;
+    loop {
+        match sock::connect(s, to) {
+            Ok(()) => return Ok(true),
+            Err(e) if e == Errno::CONNREFUSED || e == Errno::NOENT || e == Errno::AGAIN || e == Errno::INTR => {}
+            Err(e) => return Err(e),
+        }
+        match remaining(deadline) {
+            None => return Ok(false),
+            Some(left) => proc::sleep_ns(pause.min(left)),
+        }
+        pause = (pause * 2).min(2_000_000);
+    }
+}
+
+const MSG_BOUND: &[u8] = b"bound";
+const MSG_GO: &[u8] = b"go";
+const MSG_ABORT: &[u8] = b"abort";
+const MSG_DONE: &[u8] = b"done";
+
+impl<'a> Barrier<'a> {
+    /// The fds the restorer must keep while it works, in the order they were given.
+    pub fn fds(&self) -> [Fd; 2] {
+        [self.err_fd, self.chan_fd]
+    }
+
+    /// How many service numbers this barrier needs.
+    pub fn service_need(&self) -> usize {
+        (self.err_fd >= 0) as usize + (self.chan_fd >= 0) as usize + matches!(self.mode, Mode::Peers) as usize
+    }
+
+    /// Moves the barrier's fds into the service range.
+    pub fn adopt(&mut self, slots: &mut Slots<'_>, t: usize) -> Result<(), Failure> {
+        for f in [&mut self.err_fd, &mut self.chan_fd] {
+            if *f >= 0 {
+                let to = slots.take().ok_or_else(|| Failure::new(EXIT_RESTORE, t, "no fd number left for the restorer"))?;
+                let old = *f;
+                *f = move_to(old, to).map_err(|e| Failure::sys(t, "dup3 (service fd)", e))?;
+                slots.adopted(old);
+            }
+        }
+        Ok(())
+    }
+
+    /// Peers: creates this task's barrier socket; the others connect theirs to the coordinator's.
+    pub fn prepare(&mut self, plan: &Plan<'_>, names: &Names, slots: &mut Slots<'_>, t: usize, deadline: u64) -> Result<(), Failure> {
+        if !matches!(self.mode, Mode::Peers) {
+            return Ok(());
+        }
+        let s = sock::socket_unix(n::SOCK_DGRAM | sock::SOCK_CLOEXEC | sock::SOCK_NONBLOCK).map_err(|e| Failure::sys(t, "socket", e))?;
+        let to = slots.take().ok_or_else(|| Failure::new(EXIT_RESTORE, t, "no fd number left for the restorer"))?;
+        self.ctl_fd = move_to(s, to).map_err(|e| Failure::sys(t, "dup3 (service fd)", e))?;
+        let me = names.ctl(plan.tasks[t].id);
+        sock::bind(self.ctl_fd, &me).map_err(|e| Failure::sys(t, "bind (barrier socket)", e))?;
+        if t == 0 {
+            sock::set_socket_int(self.ctl_fd, n::SO_PASSCRED, 1).map_err(|e| Failure::sys(t, "setsockopt SO_PASSCRED", e))?;
+        } else {
+            let coord = names.ctl(plan.tasks[0].id);
+            match connect_when_bound(self.ctl_fd, &coord, deadline) {
+                Ok(true) => {}
+                Ok(false) => return Err(Failure::new(EXIT_PEER, t, "timed out waiting for").peer(plan, 0).then(" (not started, another plan or options, or another network namespace)")),
+                Err(e) => return Err(Failure::sys(t, "connect (barrier socket)", e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reports "bound" and waits for "go".
+    pub fn bound(&mut self, plan: &Plan<'_>, names: &Names, t: usize, deadline: u64) -> Result<(), Failure> {
+        match self.mode {
+            Mode::Shared(sh) => {
+                let h = sh.header();
+                sh.task(t).state.store(STATE_BOUND, Ordering::Release);
+                if h.bound.fetch_add(1, Ordering::AcqRel) + 1 == sh.ntasks as u32
+                    && h.go.compare_exchange(GO_WAIT, GO, Ordering::AcqRel, Ordering::Acquire).is_ok()
+                {
+                    proc::futex_wake_all(&h.go);
+                }
+                loop {
+                    match h.go.load(Ordering::Acquire) {
+                        GO => return Ok(()),
+                        GO_ABORT => return Err(Failure::new(EXIT_PEER, t, "aborted: another task failed")),
+                        _ => {}
+                    }
+                    let Some(left) = remaining(deadline) else {
+                        let late = (0..sh.ntasks).find(|&u| sh.task(u).state.load(Ordering::Acquire) < STATE_BOUND).unwrap_or(t);
+                        return Err(Failure::new(EXIT_PEER, t, "timed out waiting for").peer(plan, late).then(" to bind its sockets"));
+                    };
+                    let _ = proc::futex_wait(&h.go, GO_WAIT, left);
+                }
+            }
+            Mode::SyncFd => {
+                sock::send(self.chan_fd, MSG_BOUND, 0).map_err(|e| Failure::sys(t, "send bound (sync fd)", e))?;
+                let mut buf = [0u8; 64];
+                match wait_readable(self.chan_fd, deadline) {
+                    Ok(true) => {}
+                    Ok(false) => return Err(Failure::new(EXIT_PEER, t, "timed out waiting for go on the sync fd")),
+                    Err(e) => return Err(Failure::sys(t, "poll (sync fd)", e)),
+                }
+                match sock::recv(self.chan_fd, &mut buf, n::MSG_DONTWAIT) {
+                    Ok(n) if &buf[..n] == MSG_GO => Ok(()),
+                    Ok(0) => Err(Failure::new(EXIT_PEER, t, "the parent closed the sync fd before go")),
+                    Ok(n) if &buf[..n] == MSG_ABORT => Err(Failure::new(EXIT_PEER, t, "aborted by the parent")),
+                    Ok(_) => Err(Failure::new(EXIT_PEER, t, "unexpected message on the sync fd")),
+                    Err(e) => Err(Failure::sys(t, "recv (sync fd)", e)),
+                }
+            }
+            Mode::Peers => self.peers_bound(plan, names, t, deadline),
+        }
+    }
+
+    fn peers_bound(&mut self, plan: &Plan<'_>, names: &Names, t: usize, deadline: u64) -> Result<(), Failure> {
+        let ctl = self.ctl_fd;
+        if t != 0 {
+            let mut msg = [0u8; 8];
+            msg[..5].copy_from_slice(MSG_BOUND);
+            msg[6..8].copy_from_slice(&plan.tasks[t].id.to_le_bytes());
+            sock::send(ctl, &msg, 0).map_err(|e| Failure::sys(t, "send bound (barrier socket)", e))?;
+            loop {
+                match wait_readable(ctl, deadline) {
+                    Ok(true) => {}
+                    Ok(false) => return Err(Failure::new(EXIT_PEER, t, "timed out waiting for go from").peer(plan, 0)),
+                    Err(e) => return Err(Failure::sys(t, "poll (barrier socket)", e)),
+                }
+                let mut buf = [0u8; 16];
+                match sock::recv(ctl, &mut buf, n::MSG_DONTWAIT) {
+                    Ok(n) if &buf[..n] == MSG_GO => return Ok(()),
+                    Ok(n) if &buf[..n] == MSG_ABORT => return Err(Failure::new(EXIT_PEER, t, "aborted by").peer(plan, 0)),
+                    Ok(_) => {}
+                    Err(e) if e == Errno::AGAIN || e == Errno::INTR => {}
+                    Err(e) => return Err(Failure::sys(t, "recv (barrier socket)", e)),
+                }
+            }
+        }
+        // The coordinator: one "bound" from each other task's own socket, then "go" to all.
+        let nt = plan.tasks.len();
+        let mut arena = crate::arena::Arena::map(nt).map_err(|e| Failure::sys(t, "mmap", e))?;
+        let seen = arena.take::<u8>(nt);
+        let mut missing = nt - 1;
+        let uid = proc::getuid();
+        while missing > 0 {
+            match wait_readable(ctl, deadline) {
+                Ok(true) => {}
+                Ok(false) => {
+                    let late = (1..nt).find(|&u| seen[u] == 0).unwrap_or(0);
+                    self.peers_send_all(plan, names, MSG_ABORT);
+                    return Err(Failure::new(EXIT_PEER, t, "timed out waiting for").peer(plan, late).then(" to bind its sockets"));
+                }
+                Err(e) => return Err(Failure::sys(t, "poll (barrier socket)", e)),
+            }
+            let mut got = super::transport::Received::new();
+            match super::transport::recv_batch(ctl, &mut got) {
+                Ok(()) => {}
+                Err(e) if e == Errno::AGAIN || e == Errno::INTR => continue,
+                Err(e) => return Err(Failure::sys(t, "recvmsg (barrier socket)", e)),
+            }
+            got.discard();
+            let body = &got.payload_bytes()[..got.len.min(8)];
+            if got.len != 8 || (&body[..5] != MSG_BOUND && &body[..5] != b"error") {
+                continue;
+            }
+            let id = u16::from_le_bytes([body[6], body[7]]);
+            let Some(u) = plan.task_by_id(id) else { continue };
+            // Authentic only from that task's own name, under our uid.
+            if u == 0 || got.from.name_bytes() != names.ctl(id).name_bytes() || got.creds.map(|c| c.1) != Some(uid) {
+                continue;
+            }
+            if &body[..5] == b"error" {
+                self.peers_send_all(plan, names, MSG_ABORT);
+                return Err(Failure::new(EXIT_PEER, t, "aborted: failed:").peer(plan, u));
+            }
+            if seen[u] == 0 {
+                seen[u] = 1;
+                missing -= 1;
+            }
+        }
+        self.peers_send_all(plan, names, MSG_GO);
+        Ok(())
+    }
+
+    fn peers_send_all(&self, plan: &Plan<'_>, names: &Names, msg: &[u8]) {
+        for u in 1..plan.tasks.len() {
+            let to = names.ctl(plan.tasks[u].id);
+            let _ = sendto_blocking(self.ctl_fd, &to, msg);
+        }
+    }
+
+    /// Reports that this task's table is complete.
+    pub fn done(&mut self, t: usize) -> Result<(), Failure> {
+        match self.mode {
+            Mode::Shared(sh) => {
+                sh.task(t).state.store(STATE_DONE, Ordering::Release);
+                sh.header().done.fetch_add(1, Ordering::AcqRel);
+                let _ = fd::write(self.chan_fd, &1u64.to_ne_bytes());
+                Ok(())
+            }
+            Mode::SyncFd => sock::send(self.chan_fd, MSG_DONE, 0).map(|_| ()).map_err(|e| Failure::sys(t, "send done (sync fd)", e)),
+            Mode::Peers => Ok(()),
+        }
+    }
+
+    /// Tells the others that this task failed, with its error line.
+    pub fn fail(&mut self, plan: &Plan<'_>, names: &Names, t: usize, code: u8, line: &[u8]) {
+        match self.mode {
+            Mode::Shared(sh) => {
+                sh.record_failure(t, code, line);
+                if self.chan_fd >= 0 {
+                    let _ = fd::write(self.chan_fd, &1u64.to_ne_bytes());
+                }
+            }
+            Mode::SyncFd => {
+                let mut m = Line::<300>::new();
+                m.str("error: ").push(line.strip_prefix(b"fdslot: ").unwrap_or(line));
+                let _ = sock::send(self.chan_fd, m.as_bytes(), n::MSG_DONTWAIT);
+            }
+            Mode::Peers => {
+                if self.ctl_fd < 0 {
+                    return;
+                }
+                if t == 0 {
+                    self.peers_send_all(plan, names, MSG_ABORT);
+                } else {
+                    let mut msg = [0u8; 8];
+                    msg[..5].copy_from_slice(b"error");
+                    msg[6..8].copy_from_slice(&plan.tasks[t].id.to_le_bytes());
+                    let _ = sock::send(self.ctl_fd, &msg, n::MSG_DONTWAIT);
+                }
+            }
+        }
+    }
+
+    /// The pid of task `u`, where the barrier knows it.
+    pub fn pid_of(&self, u: usize) -> Option<i32> {
+        match self.mode {
+            Mode::Shared(sh) => Some(sh.task(u).pid.load(Ordering::Acquire)).filter(|&p| p > 0),
+            _ => None,
+        }
+    }
+
+    /// Closes the barrier's fds (before exec, or when the task ends).
+    pub fn close(&mut self) {
+        for f in [&mut self.err_fd, &mut self.chan_fd, &mut self.ctl_fd] {
+            if *f >= 0 {
+                let _ = fd::close(*f);
+                *f = -1;
+            }
+        }
+    }
+}
+
+/// A datagram to `to`, waiting a little for room; used for the few barrier messages.
+fn sendto_blocking(from: Fd, to: &UnixAddr, msg: &[u8]) -> Result<(), Errno> {
+    let mut iov = g::iovec { iov_base: msg.as_ptr() as *mut _, iov_len: msg.len() as _ };
+    let m = n::msghdr {
+        msg_name: &to.raw as *const _ as *mut _,
+        msg_namelen: to.len as i32,
+        msg_iov: &mut iov as *mut g::iovec as *mut _,
+        msg_iovlen: 1,
+        msg_control: core::ptr::null_mut(),
+        msg_controllen: 0,
+        msg_flags: 0,
+    };
+    let deadline = proc::monotonic_ns() + 1_000_000_000;
+    loop {
+        // SAFETY: m points to live locals.
+        match unsafe { sock::sendmsg(from, &m, n::MSG_DONTWAIT | n::MSG_NOSIGNAL) } {
+            Err(e) if e == Errno::AGAIN && proc::monotonic_ns() < deadline => proc::sleep_ns(200_000),
+            other => return other.map(|_| ()),
+        }
+    }
+}

@@ -1,0 +1,440 @@
+//! The restore algorithm for one task, in the order data flows through it:
+//! limits -> service range -> sockets in slots -> barrier -> open and place -> send -> receive.
+//!
+//! Nothing here knows whether it runs under `run`, `restore`, or as pid 1.
+
+pub mod barrier;
+pub mod open;
+pub mod roles;
+pub mod slots;
+pub mod transport;
+
+use crate::plan::{file_of, Plan, Target};
+use crate::report::{Failure, EXIT_PEER, EXIT_RESTORE, EXIT_USAGE};
+use crate::sys::socket::{self as sock};
+use crate::sys::{fd, proc, Errno, Fd};
+use barrier::Barrier;
+use linux_raw_sys::general as g;
+use linux_raw_sys::net as n;
+use roles::{Batch, Roles, MAX_BATCH};
+use slots::{move_to, parallel_move, Move, Slots};
+use transport::{Header, Names, Received};
+
+/// Where a task restores: the session's names, the fds to keep, and the one deadline.
+pub struct Session<'a> {
+    pub names: Names,
+    /// Sorted, deduplicated.
+    pub keep: &'a [u32],
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub deadline: u64,
+}
+
+/// The most `--keep` fds.
+pub const MAX_KEEP: usize = 64;
+
+struct Task<'a, 'p, 'r> {
+    plan: &'a Plan<'p>,
+    roles: &'a mut Roles<'r>,
+    t: usize,
+    id: u16,
+    session: &'a Session<'a>,
+    home: Fd,
+    npending: usize,
+    uid: u32,
+}
+
+/// Rebuilds task `t`'s fd table in the calling process. On success the table is exactly the
+/// plan's (plus `keep`, plus the barrier's own fds, which the caller closes before exec).
+pub fn restore_task(
+    plan: &Plan<'_>,
+    roles: &mut Roles<'_>,
+    t: usize,
+    session: &Session<'_>,
+    barrier: &mut Barrier<'_>,
+) -> Result<(), Failure> {
+    let planned = plan.task_targets(t);
+    let limit = check_limits(plan, roles, t, session, barrier)?;
+    let mut slots = Slots::new(planned, session.keep, limit, barrier.fds());
+    barrier.adopt(&mut slots, t)?;
+    close_unplanned(session.keep, &barrier.fds(), limit).map_err(|e| Failure::sys(t, "close_range", e))?;
+
+    let mut task = Task { plan, roles, t, id: plan.tasks[t].id, session, home: -1, npending: 0, uid: proc::getuid() };
+    let result = task.run(&mut slots, barrier);
+    if task.home >= 0 {
+        let _ = fd::close(task.home);
+    }
+    result
+}
+
+/// Refuses, before any change, a plan that cannot fit under RLIMIT_NOFILE; returns the limit.
+fn check_limits(plan: &Plan<'_>, roles: &Roles<'_>, t: usize, session: &Session<'_>, barrier: &Barrier<'_>) -> Result<u32, Failure> {
+    let planned = plan.task_targets(t);
+    let (soft, _) = proc::getrlimit(g::RLIMIT_NOFILE).map_err(|e| Failure::sys(t, "getrlimit", e))?;
+    let limit = soft.min(crate::plan::NR_OPEN as u64 * 1024) as u32;
+    if let Some(last) = planned.last() {
+        if last.fd >= limit {
+            let mut f = Failure::new(EXIT_RESTORE, t, "fd is not below RLIMIT_NOFILE (").at_fd(last.fd).on(last.object, last.end);
+            f.what.num(limit as u64).str(")");
+            return Err(f);
+        }
+    }
+    for &k in session.keep {
+        if planned.binary_search_by_key(&k, |x| x.fd).is_ok() {
+            return Err(Failure::new(EXIT_USAGE, t, "--keep names a planned slot").at_fd(k));
+        }
+    }
+    let service = barrier.service_need() + (!roles.sends(t).is_empty()) as usize + roles.held[t] as usize + 1;
+    let need = planned.len() + session.keep.len() + service;
+    if need > limit as usize {
+        let mut f = Failure::new(EXIT_RESTORE, t, "needs ");
+        f.what.num(need as u64).str(" fds (").num(planned.len() as u64).str(" planned, ").num(session.keep.len() as u64);
+        f.what.str(" kept, ").num(service as u64).str(" for the restorer), RLIMIT_NOFILE is ").num(limit as u64);
+        return Err(f);
+    }
+    Ok(limit)
+}
+
+/// Closes every fd but `keep` and the restorer's own.
+fn close_unplanned(keep: &[u32], own: &[Fd], limit: u32) -> Result<(), Errno> {
+    let mut spared: heapless::Vec<u32, { MAX_KEEP + 4 }> = heapless::Vec::new();
+    for &k in keep.iter() {
+        let _ = spared.push(k);
+    }
+    for &o in own {
+        if o >= 0 {
+            let _ = spared.push(o as u32);
+        }
+    }
+    spared.sort_unstable();
+    let mut from = 0u32;
+    for &s in spared.iter().chain(core::iter::once(&u32::MAX)) {
+        if s > from {
+            let last = if s == u32::MAX { u32::MAX } else { s - 1 };
+            match fd::close_range(from, last) {
+                Ok(()) => {}
+                Err(e) if e == Errno::NOSYS => {
+                    for f in from..last.min(limit.saturating_sub(1)).saturating_add(1) {
+                        let _ = fd::close(f as Fd);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        from = s.saturating_add(1);
+    }
+    Ok(())
+}
+
+impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
+    fn run(&mut self, slots: &mut Slots<'_>, barrier: &mut Barrier<'_>) -> Result<(), Failure> {
+        let t = self.t;
+        let deadline = self.session.deadline;
+        if !self.roles.sends(t).is_empty() {
+            let s = sock::socket_unix(n::SOCK_DGRAM | sock::SOCK_CLOEXEC | sock::SOCK_NONBLOCK).map_err(|e| Failure::sys(t, "socket", e))?;
+            let to = slots.take().ok_or_else(|| Failure::new(EXIT_RESTORE, t, "no fd number left for the restorer"))?;
+            self.home = move_to(s, to).map_err(|e| Failure::sys(t, "dup3 (home socket)", e))?;
+            let name = self.session.names.home(self.id);
+            sock::bind(self.home, &name).map_err(|e| bind_failure(t, e, "bind (home socket)"))?;
+        }
+        barrier.prepare(self.plan, &self.session.names, slots, t, deadline)?;
+        self.park_sockets()?;
+        barrier.bound(self.plan, &self.session.names, t, deadline)?;
+        self.open_own(slots)?;
+        self.send_all(barrier)?;
+        self.receive_rest(barrier)?;
+        let (ob, oe) = (self.roles.task_opened[t] as usize, self.roles.task_opened[t + 1] as usize);
+        for k in ob..oe {
+            let oi = self.roles.opened[k];
+            for end in 0..2u8 {
+                let f = file_of(oi, end);
+                if self.roles.sent[f] != 0 && self.roles.opener_rep[f] == 0 && self.roles.held_fd[f] > 0 {
+                    let _ = fd::close(self.roles.held_fd[f] - 1);
+                    self.roles.held_fd[f] = 0;
+                }
+            }
+        }
+        barrier.done(t)
+    }
+
+    fn target(&self, i: u32) -> &Target {
+        &self.plan.targets[i as usize]
+    }
+
+    /// One receiving socket per batch, bound, connected to its opener's home, parked in its slot.
+    fn park_sockets(&mut self) -> Result<(), Failure> {
+        let t = self.t;
+        let (tb, te) = (self.roles.task_batches[t] as usize, self.roles.task_batches[t + 1] as usize);
+        for bi in tb..te {
+            let b = self.roles.batches[bi];
+            let slot = b.slot;
+            let obj = self.target(self.roles.recv[b.first as usize]).object;
+            let end = self.target(self.roles.recv[b.first as usize]).end;
+            let fail = |f: Failure| f.at_fd(slot).on(obj, end);
+            let s = sock::socket_unix(n::SOCK_DGRAM | sock::SOCK_CLOEXEC).map_err(|e| fail(Failure::sys(t, "socket", e)))?;
+            if s as u32 != slot {
+                fd::dup3(s, slot as Fd, g::O_CLOEXEC).map_err(|e| fail(Failure::sys(t, "dup3 (socket into slot)", e)))?;
+                fd::close(s).map_err(|e| fail(Failure::sys(t, "close", e)))?;
+            }
+            let s = slot as Fd;
+            sock::set_socket_int(s, n::SO_PASSCRED, 1).map_err(|e| fail(Failure::sys(t, "setsockopt SO_PASSCRED", e)))?;
+            let opener_id = self.plan.tasks[b.opener as usize].id;
+            let name = self.session.names.rx(self.id, opener_id, b.index);
+            sock::bind(s, &name).map_err(|e| fail(bind_failure(t, e, "bind (receiving socket)")))?;
+            match barrier::connect_when_bound(s, &self.session.names.home(opener_id), self.session.deadline) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(fail(Failure::new(EXIT_PEER, t, "timed out waiting for")
+                        .peer(self.plan, b.opener as usize)
+                        .then(" to bind (not started, another plan or options, or another network namespace)")))
+                }
+                Err(e) => return Err(fail(Failure::sys(t, "connect (receiving socket)", e))),
+            }
+            self.roles.pending[self.npending] = bi as u32;
+            self.npending += 1;
+        }
+        Ok(())
+    }
+
+    /// Opens every object this task is the opener of and places it in its own slots; files it
+    /// only sends are held in the service range.
+    fn open_own(&mut self, slots: &mut Slots<'_>) -> Result<(), Failure> {
+        let t = self.t;
+        let (ob, oe) = (self.roles.task_opened[t] as usize, self.roles.task_opened[t + 1] as usize);
+        for k in ob..oe {
+            let oi = self.roles.opened[k];
+            let obj = self.plan.objects[oi as usize];
+            let opened = open::open_object(self.plan, &obj).map_err(|(what, e)| {
+                let first = self.plan.targets.iter().find(|x| x.object == oi);
+                let f = Failure::sys(t, what, e).on(oi, 0);
+                match first.filter(|x| x.task as usize == t) {
+                    Some(x) => f.at_fd(x.fd),
+                    None => f,
+                }
+            })?;
+            let mut moves = [Move::default(); 2];
+            let mut nm = 0;
+            let mut ends = [0u8; 2];
+            for end in 0..opened.n {
+                let f = file_of(oi, end as u8);
+                let src = opened.fds[end];
+                let rep = self.roles.opener_rep[f];
+                if rep != 0 {
+                    let x = self.target(rep - 1);
+                    moves[nm] = Move::new(src, x.fd as Fd, x.cloexec != 0, true);
+                } else if self.roles.sent[f] != 0 {
+                    let to = slots.take().ok_or_else(|| Failure::new(EXIT_RESTORE, t, "no fd number left to hold a file").on(oi, end as u8))?;
+                    self.roles.held_fd[f] = to + 1;
+                    moves[nm] = Move::new(src, to, true, true);
+                } else {
+                    // A pipe end nobody holds: the plan closes it.
+                    fd::close(src).map_err(|e| Failure::sys(t, "close", e).on(oi, end as u8))?;
+                    continue;
+                }
+                ends[nm] = end as u8;
+                nm += 1;
+            }
+            parallel_move(&mut moves[..nm]).map_err(|(i, e)| {
+                Failure::sys(t, "dup3", e).at_fd(moves[i].dst as u32).on(oi, ends[i])
+            })?;
+            for &end in &ends[..nm] {
+                let rep = self.roles.opener_rep[file_of(oi, end)];
+                if rep != 0 {
+                    self.place_dups(rep - 1)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies a placed rep into the task's other slots of the same file.
+    fn place_dups(&self, rep: u32) -> Result<(), Failure> {
+        let from = self.target(rep).fd as Fd;
+        let mut next = self.roles.next_dup[rep as usize];
+        while next != 0 {
+            let x = self.target(next - 1);
+            fd::dup3(from, x.fd as Fd, if x.cloexec != 0 { g::O_CLOEXEC } else { 0 })
+                .map_err(|e| Failure::sys(self.t, "dup3", e).at_fd(x.fd).on(x.object, x.end))?;
+            next = self.roles.next_dup[next as usize - 1];
+        }
+        Ok(())
+    }
+
+    /// The fd in this (opener) task that holds file `f`.
+    fn held(&self, f: usize) -> Fd {
+        match self.roles.opener_rep[f] {
+            0 => self.roles.held_fd[f] - 1,
+            rep => self.target(rep - 1).fd as Fd,
+        }
+    }
+
+    /// Sends every batch this task opens for others. A send never blocks: when the socket's
+    /// buffer is full (receivers have not read yet), the task drains its own sockets meanwhile.
+    fn send_all(&mut self, barrier: &Barrier<'_>) -> Result<(), Failure> {
+        let t = self.t;
+        let (sb, se) = (self.roles.task_sends[t] as usize, self.roles.task_sends[t + 1] as usize);
+        let mut fds = [0 as Fd; MAX_BATCH as usize];
+        let mut slots = [0u32; MAX_BATCH as usize];
+        for k in sb..se {
+            let b = self.roles.batches[self.roles.send_order[k] as usize];
+            let receiver_id = self.plan.tasks[b.receiver as usize].id;
+            for (i, &e) in self.roles.entries(&b).iter().enumerate() {
+                let x = self.target(e);
+                fds[i] = self.held(file_of(x.object, x.end));
+                slots[i] = x.fd;
+            }
+            let n = b.count as usize;
+            let header = Header::for_batch(&b, receiver_id, self.id, self.session.names.plan_hash);
+            let to = self.session.names.rx(receiver_id, self.id, b.index);
+            loop {
+                match transport::send_batch(self.home, &to, &header, &slots[..n], &fds[..n]) {
+                    Ok(()) => break,
+                    Err(e) if e == Errno::INTR => {}
+                    Err(e) if e == Errno::AGAIN => self.pump(Some(self.home), barrier)?,
+                    // Too many fds in flight for this user: wait for receivers to take some.
+                    Err(e) if e == Errno::TOOMANYREFS => self.pump_for(barrier, 1_000_000)?,
+                    Err(e) if e == Errno::CONNREFUSED => {
+                        return Err(Failure::new(EXIT_PEER, t, "the receiving socket is gone: ")
+                            .peer(self.plan, b.receiver as usize)
+                            .then(" ended")
+                            .at_fd(b.slot))
+                    }
+                    Err(e) => {
+                        let mut f = Failure::sys(t, "sendmsg to", e).peer(self.plan, b.receiver as usize);
+                        f.what.str(" fd ").num(b.slot as u64);
+                        return Err(f);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes what has arrived; then waits, until the deadline, for the rest.
+    fn receive_rest(&mut self, barrier: &Barrier<'_>) -> Result<(), Failure> {
+        let mut i = 0;
+        while i < self.npending {
+            if self.try_receive(self.roles.pending[i], barrier)? {
+                self.npending -= 1;
+                self.roles.pending[i] = self.roles.pending[self.npending];
+            } else {
+                i += 1;
+            }
+        }
+        while self.npending > 0 {
+            self.pump(None, barrier)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for any pending socket (and `tx` writable, if given), then receives what is ready.
+    fn pump(&mut self, tx: Option<Fd>, barrier: &Barrier<'_>) -> Result<(), Failure> {
+        self.pump_until(tx, barrier, self.session.deadline)
+    }
+
+    fn pump_for(&mut self, barrier: &Barrier<'_>, ns: u64) -> Result<(), Failure> {
+        let until = (proc::monotonic_ns() + ns).min(self.session.deadline);
+        self.pump_until(None, barrier, until)
+    }
+
+    fn pump_until(&mut self, tx: Option<Fd>, barrier: &Barrier<'_>, until: u64) -> Result<(), Failure> {
+        let np = self.npending;
+        for i in 0..np {
+            let b = &self.roles.batches[self.roles.pending[i] as usize];
+            self.roles.pollfds[i] = g::pollfd { fd: b.slot as Fd, events: g::POLLIN as i16, revents: 0 };
+        }
+        let mut total = np;
+        if let Some(tx) = tx {
+            self.roles.pollfds[total] = g::pollfd { fd: tx, events: g::POLLOUT as i16, revents: 0 };
+            total += 1;
+        }
+        let now = proc::monotonic_ns();
+        if now >= self.session.deadline {
+            return Err(self.timeout());
+        }
+        let left = until.saturating_sub(now);
+        match fd::poll(&mut self.roles.pollfds[..total], Some(left)) {
+            Ok(_) => {}
+            Err(e) if e == Errno::INTR => return Ok(()),
+            Err(e) => return Err(Failure::sys(self.t, "ppoll", e)),
+        }
+        // Walk backwards so that swap-removal keeps unvisited entries in place.
+        let mut i = np;
+        while i > 0 {
+            i -= 1;
+            if self.roles.pollfds[i].revents != 0 && self.try_receive(self.roles.pending[i], barrier)? {
+                self.npending -= 1;
+                self.roles.pending[i] = self.roles.pending[self.npending];
+            }
+        }
+        if proc::monotonic_ns() >= self.session.deadline && self.npending > 0 {
+            return Err(self.timeout());
+        }
+        Ok(())
+    }
+
+    fn timeout(&self) -> Failure {
+        let b = &self.roles.batches[self.roles.pending[0] as usize];
+        Failure::new(EXIT_PEER, self.t, "timed out waiting for files from").peer(self.plan, b.opener as usize).at_fd(b.slot)
+    }
+
+    /// Receives batch `bi` if its message is there; checks it came from the planned opener and
+    /// says what the plan says; places it. Ok(false) when nothing has arrived yet.
+    fn try_receive(&mut self, bi: u32, barrier: &Barrier<'_>) -> Result<bool, Failure> {
+        let t = self.t;
+        let b: Batch = self.roles.batches[bi as usize];
+        let mut got = Received::new();
+        match transport::recv_batch(b.slot as Fd, &mut got) {
+            Ok(()) => {}
+            Err(e) if e == Errno::AGAIN || e == Errno::INTR => return Ok(false),
+            Err(e) => return Err(Failure::sys(t, "recvmsg", e).at_fd(b.slot)),
+        }
+        let opener_id = self.plan.tasks[b.opener as usize].id;
+        let expected = Header::for_batch(&b, self.id, opener_id, self.session.names.plan_hash);
+        let entries = self.roles.entries(&b);
+        let slots_ok = got.slots().is_some_and(|s| s.iter().zip(entries).all(|(&s, &e)| s == self.target(e).fd));
+        let creds_ok = match (got.creds, barrier.pid_of(b.opener as usize)) {
+            (Some((_, uid)), _) if uid != self.uid => false,
+            (Some((pid, _)), Some(want)) => pid == want,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let why = if got.truncated {
+            Some("a message from its opener lost fds (MSG_CTRUNC)")
+        } else if got.payload.header != expected || !slots_ok {
+            Some("a message that does not match the plan")
+        } else if !creds_ok {
+            Some("a message without its opener's credentials")
+        } else if got.nfds != b.count as usize {
+            Some("a message with the wrong number of fds")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            got.discard();
+            return Err(Failure::new(EXIT_RESTORE, t, "refused ").then(why).at_fd(b.slot));
+        }
+        let mut moves = [Move::default(); MAX_BATCH as usize];
+        for (i, &e) in entries.iter().enumerate() {
+            let x = self.target(e);
+            moves[i] = Move::new(got.fds[i], x.fd as Fd, x.cloexec != 0, true);
+        }
+        let n = entries.len();
+        if let Err((i, e)) = parallel_move(&mut moves[..n]) {
+            let x = self.target(entries[i]);
+            return Err(Failure::sys(t, "dup3", e).at_fd(x.fd).on(x.object, x.end));
+        }
+        for &e in self.roles.entries(&b) {
+            self.place_dups(e)?;
+        }
+        Ok(true)
+    }
+}
+
+fn bind_failure(t: usize, e: Errno, what: &str) -> Failure {
+    let f = Failure::sys(t, what, e);
+    if e == Errno::ADDRINUSE {
+        f.then(" (the name is taken by another process)")
+    } else {
+        f
+    }
+}

@@ -1,0 +1,228 @@
+//! A task's fd space: planned slots, free numbers, and the service range where the restorer
+//! keeps its own fds (error channel, sync fd, sockets, held files).
+//!
+//! Invariant: a planned slot is, at any moment, empty, holding its receiving socket, or holding
+//! its final file. Every fd the restorer creates is placed, moved to the service range, or closed
+//! before the next call that could return that number again.
+
+use crate::plan::Target;
+use crate::sys::{fd, Errno, Fd};
+use linux_raw_sys::general as g;
+
+/// Hands out service numbers: above the highest planned or kept fd while the limit allows, then
+/// unplanned gaps from the top down. One number, `scratch`, is reserved and kept free: it is the
+/// room a received batch or a fresh pipe may need while its slots are still being vacated.
+pub struct Slots<'p> {
+    planned: &'p [Target],
+    keep: &'p [u32],
+    limit: u32,
+    next_high: u32,
+    next_low: u32,
+    low_floor: u32,
+    /// Numbers that hold fds still to be adopted; never handed out.
+    avoid: [i32; 2],
+}
+
+impl<'p> Slots<'p> {
+    /// `planned` sorted by fd, `keep` sorted; `limit` is RLIMIT_NOFILE's soft value.
+    pub fn new(planned: &'p [Target], keep: &'p [u32], limit: u32, avoid: [i32; 2]) -> Slots<'p> {
+        let top_planned = planned.last().map_or(0, |t| t.fd + 1);
+        let top_keep = keep.last().map_or(0, |k| k + 1);
+        let start = top_planned.max(top_keep).max(3);
+        Slots { planned, keep, limit, next_high: start, next_low: start.min(limit), low_floor: 0, avoid }
+    }
+
+    pub fn is_planned(&self, n: u32) -> bool {
+        self.planned.binary_search_by_key(&n, |t| t.fd).is_ok()
+    }
+
+    fn usable(&self, n: u32) -> bool {
+        !self.keep.contains(&n) && !self.avoid.contains(&(n as i32))
+    }
+
+    /// The next service number, or None when none is left below the limit.
+    pub fn take(&mut self) -> Option<Fd> {
+        while self.next_high < self.limit {
+            let n = self.next_high;
+            self.next_high += 1;
+            if self.usable(n) {
+                return Some(n as Fd);
+            }
+        }
+        while self.next_low > self.low_floor {
+            self.next_low -= 1;
+            let n = self.next_low;
+            if !self.is_planned(n) && self.usable(n) {
+                return Some(n as Fd);
+            }
+        }
+        None
+    }
+
+    /// Stops avoiding a number once its fd has been adopted.
+    pub fn adopted(&mut self, original: Fd) {
+        for a in self.avoid.iter_mut() {
+            if *a == original {
+                *a = -1;
+            }
+        }
+    }
+}
+
+/// Moves `fd` to `to` with FD_CLOEXEC, closing the old number (unless it already is `to`).
+pub fn move_to(fd: Fd, to: Fd) -> Result<Fd, Errno> {
+    if fd != to {
+        fd::dup3(fd, to, g::O_CLOEXEC)?;
+        fd::close(fd)?;
+    } else {
+        fd::set_cloexec(fd, true)?;
+    }
+    Ok(to)
+}
+
+/// One fd to place: from `src` to `dst`, with FD_CLOEXEC as `cloexec`.
+#[derive(Clone, Copy, Default)]
+pub struct Move {
+    pub src: Fd,
+    pub dst: Fd,
+    pub cloexec: bool,
+    /// Whether `src` already has FD_CLOEXEC (so an in-place fd needs no fcntl when it matches).
+    pub src_cloexec: bool,
+    pub done: bool,
+    on_path: bool,
+}
+
+impl Move {
+    pub fn new(src: Fd, dst: Fd, cloexec: bool, src_cloexec: bool) -> Move {
+        Move { src, dst, cloexec, src_cloexec, done: false, on_path: false }
+    }
+}
+
+/// At most this many moves at once: one received batch.
+pub const MAX_MOVES: usize = 253;
+
+/// Places every move's fd in its slot, as if all happened at once: a source may sit in another
+/// move's destination (a chain: vacate it first) or moves may form a cycle (park one source on
+/// the lowest free number, which cannot be a destination that is still occupied).
+///
+/// The first move's destination must be free or hold something that may be replaced (the
+/// batch's own socket): placing it first frees a number for any cycle later.
+/// On failure returns the index of the move that failed.
+pub fn parallel_move(moves: &mut [Move]) -> Result<(), (usize, Errno)> {
+    let k = moves.len();
+    debug_assert!(k <= MAX_MOVES);
+    let mut by_src = [(0i32, 0u16); MAX_MOVES];
+    for (i, m) in moves.iter().enumerate() {
+        by_src[i] = (m.src, i as u16);
+    }
+    let by_src = &mut by_src[..k];
+    by_src.sort_unstable_by_key(|p| p.0);
+    // Sources parked during cycle breaks; looked up before by_src.
+    let mut parked = [(0i32, 0u16); MAX_MOVES];
+    let mut nparked = 0usize;
+
+    let mut path = [0u16; MAX_MOVES];
+    for start in 0..k {
+        if moves[start].done {
+            continue;
+        }
+        let mut depth = 1;
+        path[0] = start as u16;
+        moves[start].on_path = true;
+        loop {
+            let cur = path[depth - 1] as usize;
+            let dst = moves[cur].dst;
+            let occupant = parked[..nparked]
+                .iter()
+                .chain(by_src.binary_search_by_key(&dst, |p| p.0).ok().map(|i| &by_src[i]))
+                .map(|p| p.1 as usize)
+                .find(|&j| j != cur && !moves[j].done && moves[j].src == dst);
+            match occupant {
+                None => break,
+                Some(j) if moves[j].on_path => {
+                    let parked_at = fd::fcntl(moves[j].src, g::F_DUPFD_CLOEXEC, 0).map_err(|e| (j, e))? as Fd;
+                    fd::close(moves[j].src).map_err(|e| (j, e))?;
+                    moves[j].src = parked_at;
+                    moves[j].src_cloexec = true;
+                    parked[nparked] = (parked_at, j as u16);
+                    nparked += 1;
+                    break;
+                }
+                Some(j) => {
+                    moves[j].on_path = true;
+                    path[depth] = j as u16;
+                    depth += 1;
+                }
+            }
+        }
+        while depth > 0 {
+            depth -= 1;
+            let i = path[depth] as usize;
+            let m = &mut moves[i];
+            if m.src == m.dst {
+                if m.cloexec != m.src_cloexec {
+                    fd::set_cloexec(m.dst, m.cloexec).map_err(|e| (i, e))?;
+                }
+            } else {
+                fd::dup3(m.src, m.dst, if m.cloexec { g::O_CLOEXEC } else { 0 }).map_err(|e| (i, e))?;
+                fd::close(m.src).map_err(|e| (i, e))?;
+                m.src = m.dst;
+            }
+            m.done = true;
+            m.on_path = false;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_null() -> Fd {
+        fd::open(b"/dev/null\0", 0, 0).unwrap()
+    }
+
+    /// Builds real fds, runs the move, and asks the kernel (F_GETFD, kcmp by dev/ino via fstat
+    /// is not enough: use a pipe per move so each source is distinguishable by its inode).
+    #[test]
+    fn swaps_chains_and_cycles() {
+        // Sources: pipes' read ends, so identity is checkable through fstat's inode.
+        let base = 600;
+        let mut moves = Vec::new();
+        let mut inos = Vec::new();
+        // Cycle 600<->601, chain 602->603->604 (604 free), in place 605.
+        let layout = [(600, 601), (601, 600), (602, 603), (603, 604), (605, 605)];
+        for &(src, _) in &layout {
+            let (r, w) = fd::pipe2(g::O_CLOEXEC).unwrap();
+            fd::close(w).unwrap();
+            fd::dup3(r, src, g::O_CLOEXEC).unwrap();
+            fd::close(r).unwrap();
+            inos.push(ino(src));
+        }
+        for &(src, dst) in &layout {
+            moves.push(Move::new(src, dst, dst % 2 == 0, true));
+        }
+        let _ = base;
+        parallel_move(&mut moves).unwrap();
+        for (i, &(_, dst)) in layout.iter().enumerate() {
+            assert_eq!(ino(dst), inos[i], "move {i} landed wrong");
+            let flags = fd::fcntl(dst, g::F_GETFD, 0).unwrap();
+            assert_eq!(flags & 1 == 1, dst % 2 == 0, "cloexec of {dst}");
+        }
+        assert!(fd::fcntl(602, g::F_GETFD, 0).is_err(), "602 must be vacated");
+        for &(_, dst) in &layout {
+            fd::close(dst).unwrap();
+        }
+        let _ = open_null;
+    }
+
+    fn ino(f: Fd) -> u64 {
+        // SAFETY: an all-zero stat is valid; the kernel fills it.
+        let mut st: g::stat = unsafe { core::mem::zeroed() };
+        // SAFETY: as above.
+        let r = unsafe { crate::sys::arch::syscall2(g::__NR_fstat, f as usize, &mut st as *mut _ as usize) };
+        assert!(r >= 0);
+        st.st_ino as u64
+    }
+}

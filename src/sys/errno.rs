@@ -1,0 +1,53 @@
+//! `Errno`, the error of every syscall wrapper, and its symbolic names for error lines.
+
+use linux_raw_sys::errno as e;
+
+/// A positive Linux error number, as returned (negated) by a failed syscall.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Errno(pub u16);
+
+macro_rules! names {
+    ($($name:ident),* $(,)?) => {
+        const NAMES: &[(u32, &str)] = &[$((e::$name, stringify!($name))),*];
+    };
+}
+
+names!(
+    EPERM, ENOENT, ESRCH, EINTR, EIO, ENXIO, E2BIG, ENOEXEC, EBADF, ECHILD, EAGAIN, ENOMEM, EACCES,
+    EFAULT, EBUSY, EEXIST, EXDEV, ENODEV, ENOTDIR, EISDIR, EINVAL, ENFILE, EMFILE, ENOTTY, ETXTBSY,
+    EFBIG, ENOSPC, ESPIPE, EROFS, EMLINK, EPIPE, ERANGE, ENAMETOOLONG, ENOSYS, ELOOP, ENOTSOCK,
+    EMSGSIZE, EPROTOTYPE, EOPNOTSUPP, EADDRINUSE, EADDRNOTAVAIL, ENETDOWN, ECONNRESET, ENOBUFS,
+    EISCONN, ENOTCONN, ETOOMANYREFS, ETIMEDOUT, ECONNREFUSED, EOVERFLOW, EDQUOT, ENOTEMPTY,
+);
+
+impl Errno {
+    pub const AGAIN: Errno = Errno(e::EAGAIN as u16);
+    pub const INTR: Errno = Errno(e::EINTR as u16);
+    pub const INVAL: Errno = Errno(e::EINVAL as u16);
+    pub const BADF: Errno = Errno(e::EBADF as u16);
+    pub const CONNREFUSED: Errno = Errno(e::ECONNREFUSED as u16);
+    pub const NOENT: Errno = Errno(e::ENOENT as u16);
+    pub const TOOMANYREFS: Errno = Errno(e::ETOOMANYREFS as u16);
+    pub const TIMEDOUT: Errno = Errno(e::ETIMEDOUT as u16);
+    pub const NOSYS: Errno = Errno(e::ENOSYS as u16);
+    pub const MFILE: Errno = Errno(e::EMFILE as u16);
+    pub const CHILD: Errno = Errno(e::ECHILD as u16);
+    pub const SRCH: Errno = Errno(e::ESRCH as u16);
+    pub const PERM: Errno = Errno(e::EPERM as u16);
+    pub const ADDRINUSE: Errno = Errno(e::EADDRINUSE as u16);
+
+    /// The symbolic name (`ENOENT`), or `None` for a number this table does not know.
+    pub fn name(self) -> Option<&'static str> {
+        NAMES.iter().find(|(n, _)| *n == self.0 as u32).map(|(_, s)| *s)
+    }
+}
+
+/// Turns a raw syscall return into `Ok(value)` or `Err(Errno)`.
+#[inline]
+pub fn check(ret: isize) -> Result<usize, Errno> {
+    if (-4095..0).contains(&ret) {
+        Err(Errno((-ret) as u16))
+    } else {
+        Ok(ret as usize)
+    }
+}

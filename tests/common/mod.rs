@@ -1,0 +1,1334 @@
+//! Shared helpers for the fdslot integration tests.
+//!
+//! - [`bin`]: the fdslot executable (`FDSLOT_BIN`, else `target/release/fdslot`, built once if
+//!   missing);
+//! - [`Plan`]: a tiny plan builder that renders format 1 text and the expected layout;
+//! - [`start_stopped`] / [`run_stop`]: `fdslot run PLAN --stop`, read until `ready`, task → pid;
+//! - [`check_tables`] / [`assert_tables`]: the kernel checker (`/proc/PID/fd`, `fdinfo`, kcmp);
+//! - [`Spawned`], [`spawn_sync`], [`recv_packet`]: driving `fdslot restore` like a parent tool;
+//! - [`names`], [`bind_abstract`], [`send_fd_abstract`]: the session's socket names.
+//!
+//! Nothing here may hang a test: every wait has a cap ([`CAP`]) and every process started is
+//! killed by id when its guard drops.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The longest any single wait in a test may take.
+pub const CAP: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------------------------------------
+// The binary, names, temp files
+// ---------------------------------------------------------------------------------------------
+
+/// The fdslot executable: `$FDSLOT_BIN`, else `<manifest>/target/release/fdslot`, built once
+/// with `cargo build --release --bin fdslot` when missing.
+pub fn bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("FDSLOT_BIN") {
+            return PathBuf::from(p);
+        }
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let p = root.join("target/release/fdslot");
+        if !p.exists() {
+            let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+            let out = Command::new(cargo)
+                .args(["build", "--release", "--bin", "fdslot"])
+                .current_dir(&root)
+                .stdin(Stdio::null())
+                .output()
+                .expect("cannot run cargo to build fdslot");
+            assert!(
+                out.status.success() && p.exists(),
+                "cargo build --release --bin fdslot failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        p
+    })
+}
+
+/// A `Command` for the fdslot binary with stdin from /dev/null.
+pub fn fdslot() -> Command {
+    let mut c = Command::new(bin());
+    c.stdin(Stdio::null());
+    c
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// A name unique to this test process and call.
+pub fn uniq(tag: &str) -> String {
+    format!("{tag}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A session name (1..32 chars of A-Za-z0-9_-) unique to this call.
+pub fn session(tag: &str) -> String {
+    let tag: String = tag.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect();
+    let s = format!("{tag}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+    assert!(s.len() <= 32);
+    s
+}
+
+/// A private temporary directory, removed on drop.
+pub struct TmpDir(pub PathBuf);
+
+impl TmpDir {
+    pub fn new(tag: &str) -> TmpDir {
+        let base = std::fs::canonicalize(std::env::temp_dir()).unwrap();
+        let p = base.join(format!("fdslot-test-{}", uniq(tag)));
+        std::fs::create_dir_all(&p).unwrap();
+        TmpDir(p)
+    }
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+    /// Creates (or truncates) file `name` with `content`.
+    pub fn file(&self, name: &str, content: &[u8]) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+    /// Writes plan text to `name` and returns its path.
+    pub fn plan(&self, text: &str) -> PathBuf {
+        self.file(&format!("plan-{}.fds", SEQ.fetch_add(1, Ordering::Relaxed)), text.as_bytes())
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Percent-encodes a path or argument as format 1 wants it.
+pub fn pct(bytes: &[u8]) -> String {
+    let mut s = String::new();
+    for &b in bytes {
+        if (0x21..=0x7e).contains(&b) && !matches!(b, b'%' | b',' | b'#') {
+            s.push(b as char);
+        } else {
+            write!(s, "%{b:02X}").unwrap();
+        }
+    }
+    s
+}
+
+/// A small deterministic PRNG (xorshift64*).
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            v.swap(i, j);
+        }
+    }
+}
+
+/// RLIMIT_NOFILE's soft limit of this process (and so of the fdslot it starts).
+pub fn nofile_limit() -> u64 {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) }, 0);
+    r.rlim_cur
+}
+
+// ---------------------------------------------------------------------------------------------
+// Flags
+// ---------------------------------------------------------------------------------------------
+
+pub const O_LARGEFILE: u32 = 0o100000;
+pub const O_CLOEXEC: u32 = 0o2000000;
+
+/// The bits of a `flags=` value (names or a number).
+pub fn flag_bits(s: &str) -> u32 {
+    if s.is_empty() {
+        return 0;
+    }
+    if s.as_bytes()[0].is_ascii_digit() {
+        return s.parse().expect("flags number");
+    }
+    s.split(',')
+        .map(|n| {
+            (match n {
+                "rdonly" => libc::O_RDONLY,
+                "wronly" => libc::O_WRONLY,
+                "rdwr" => libc::O_RDWR,
+                "append" => libc::O_APPEND,
+                "nonblock" => libc::O_NONBLOCK,
+                "creat" => libc::O_CREAT,
+                "excl" => libc::O_EXCL,
+                "trunc" => libc::O_TRUNC,
+                "directory" => libc::O_DIRECTORY,
+                "path" => libc::O_PATH,
+                "noatime" => libc::O_NOATIME,
+                "sync" => libc::O_SYNC,
+                "dsync" => libc::O_DSYNC,
+                "nofollow" => libc::O_NOFOLLOW,
+                "noctty" => libc::O_NOCTTY,
+                _ => panic!("unknown flag {n}"),
+            }) as u32
+        })
+        .fold(0, |a, b| a | b)
+}
+
+/// The status flags the kernel keeps in `f_flags` (what fdinfo shows) for an open with `open`.
+pub fn kept_flags(open: u32) -> u32 {
+    let open = open & !O_CLOEXEC & !O_LARGEFILE;
+    if open & libc::O_PATH as u32 != 0 {
+        return open & (libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW) as u32;
+    }
+    open & !((libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY | libc::O_TRUNC) as u32)
+}
+
+/// Symbolic form of status flags, for messages.
+pub fn flag_names(f: u32) -> String {
+    let mut v = vec![match f & 3 {
+        0 => "rdonly",
+        1 => "wronly",
+        2 => "rdwr",
+        _ => "acc3",
+    }
+    .to_string()];
+    let mut rest = f & !3;
+    for (bit, name) in [
+        (libc::O_APPEND, "append"),
+        (libc::O_NONBLOCK, "nonblock"),
+        (libc::O_SYNC, "sync"),
+        (libc::O_DSYNC, "dsync"),
+        (libc::O_DIRECTORY, "directory"),
+        (libc::O_NOFOLLOW, "nofollow"),
+        (libc::O_NOATIME, "noatime"),
+        (libc::O_PATH, "path"),
+        (O_CLOEXEC as i32, "cloexec"),
+        (O_LARGEFILE as i32, "largefile"),
+        (libc::O_CREAT, "creat"),
+        (libc::O_EXCL, "excl"),
+        (libc::O_TRUNC, "trunc"),
+        (libc::O_NOCTTY, "noctty"),
+    ] {
+        let bit = bit as u32;
+        if rest & bit == bit && bit != 0 {
+            v.push(name.into());
+            rest &= !bit;
+        }
+    }
+    if rest != 0 {
+        v.push(format!("{rest:#o}"));
+    }
+    format!("{} ({f:#o})", v.join(","))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Plan builder and the expected layout
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+pub enum Kind {
+    Reg { path: PathBuf, flags: String, pos: Option<u64>, mode: Option<u32> },
+    Pipe,
+}
+
+#[derive(Clone, Debug)]
+pub struct Tgt {
+    pub end: u8,
+    pub task: u16,
+    pub fd: u32,
+    pub cloexec: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Obj {
+    pub id: u32,
+    pub kind: Kind,
+    pub opener: Option<u16>,
+    pub targets: Vec<Tgt>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TaskDef {
+    pub id: u16,
+    pub parent: Option<u16>,
+    pub exec: Option<Vec<Vec<u8>>>,
+}
+
+/// A plan under construction. Targets attach to the last object added.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    pub tasks: Vec<TaskDef>,
+    pub objs: Vec<Obj>,
+}
+
+/// What one planned fd must be.
+#[derive(Clone, Debug)]
+pub struct Slot {
+    pub obj: u32,
+    pub end: u8,
+    /// The path a reg's fd must link to; None for pipes.
+    pub path: Option<PathBuf>,
+    /// The planned offset (reg only).
+    pub pos: Option<u64>,
+    /// The status flags fdinfo must show (without O_LARGEFILE and O_CLOEXEC).
+    pub flags: u32,
+    pub cloexec: bool,
+}
+
+/// task → fd → slot; every declared task has an entry, maybe empty.
+pub type Expect = BTreeMap<u16, BTreeMap<u32, Slot>>;
+
+impl Plan {
+    pub fn new() -> Plan {
+        Plan::default()
+    }
+    pub fn task(&mut self, id: u16) -> &mut Self {
+        self.tasks.push(TaskDef { id, parent: None, exec: None });
+        self
+    }
+    pub fn child(&mut self, id: u16, parent: u16) -> &mut Self {
+        self.tasks.push(TaskDef { id, parent: Some(parent), exec: None });
+        self
+    }
+    /// Sets task `id`'s exec= argv.
+    pub fn exec(&mut self, id: u16, argv: &[&str]) -> &mut Self {
+        let t = self.tasks.iter_mut().find(|t| t.id == id).expect("exec: no such task");
+        t.exec = Some(argv.iter().map(|a| a.as_bytes().to_vec()).collect());
+        self
+    }
+    pub fn reg(&mut self, id: u32, path: &Path, flags: &str) -> &mut Self {
+        self.objs.push(Obj {
+            id,
+            kind: Kind::Reg { path: path.to_path_buf(), flags: flags.into(), pos: None, mode: None },
+            opener: None,
+            targets: vec![],
+        });
+        self
+    }
+    pub fn reg_pos(&mut self, id: u32, path: &Path, flags: &str, pos: u64) -> &mut Self {
+        self.reg(id, path, flags);
+        if let Kind::Reg { pos: p, .. } = &mut self.objs.last_mut().unwrap().kind {
+            *p = Some(pos);
+        }
+        self
+    }
+    pub fn mode(&mut self, mode: u32) -> &mut Self {
+        if let Kind::Reg { mode: m, .. } = &mut self.objs.last_mut().unwrap().kind {
+            *m = Some(mode);
+        }
+        self
+    }
+    pub fn pipe(&mut self, id: u32) -> &mut Self {
+        self.objs.push(Obj { id, kind: Kind::Pipe, opener: None, targets: vec![] });
+        self
+    }
+    /// `opener=` on the last object.
+    pub fn opener(&mut self, task: u16) -> &mut Self {
+        self.objs.last_mut().unwrap().opener = Some(task);
+        self
+    }
+    pub fn target(&mut self, end: u8, task: u16, fd: u32, cloexec: bool) -> &mut Self {
+        self.objs.last_mut().expect("target before any object").targets.push(Tgt { end, task, fd, cloexec });
+        self
+    }
+    pub fn at(&mut self, task: u16, fd: u32) -> &mut Self {
+        self.target(0, task, fd, false)
+    }
+    pub fn at_ce(&mut self, task: u16, fd: u32) -> &mut Self {
+        self.target(0, task, fd, true)
+    }
+    pub fn r(&mut self, task: u16, fd: u32) -> &mut Self {
+        self.target(0, task, fd, false)
+    }
+    pub fn r_ce(&mut self, task: u16, fd: u32) -> &mut Self {
+        self.target(0, task, fd, true)
+    }
+    pub fn w(&mut self, task: u16, fd: u32) -> &mut Self {
+        self.target(1, task, fd, false)
+    }
+    pub fn w_ce(&mut self, task: u16, fd: u32) -> &mut Self {
+        self.target(1, task, fd, true)
+    }
+
+    pub fn task_ids(&self) -> Vec<u16> {
+        self.tasks.iter().map(|t| t.id).collect()
+    }
+
+    /// The plan in format 1.
+    pub fn text(&self) -> String {
+        let mut s = String::from("fdslot 1\n");
+        for t in &self.tasks {
+            write!(s, "task {}", t.id).unwrap();
+            if let Some(p) = t.parent {
+                write!(s, " parent={p}").unwrap();
+            }
+            if let Some(argv) = &t.exec {
+                let v: Vec<String> = argv.iter().map(|a| pct(a)).collect();
+                write!(s, " exec={}", v.join(",")).unwrap();
+            }
+            s.push('\n');
+        }
+        for o in &self.objs {
+            match &o.kind {
+                Kind::Reg { path, flags, pos, mode } => {
+                    write!(s, "reg {} {}", o.id, pct(path.as_os_str().as_bytes())).unwrap();
+                    if !flags.is_empty() {
+                        write!(s, " flags={flags}").unwrap();
+                    }
+                    if let Some(m) = mode {
+                        write!(s, " mode={m:o}").unwrap();
+                    }
+                    if let Some(p) = pos {
+                        write!(s, " pos={p}").unwrap();
+                    }
+                }
+                Kind::Pipe => write!(s, "pipe {}", o.id).unwrap(),
+            }
+            if let Some(t) = o.opener {
+                write!(s, " opener={t}").unwrap();
+            }
+            s.push('\n');
+            for t in &o.targets {
+                let kw = match (&o.kind, t.end) {
+                    (Kind::Reg { .. }, _) => "at",
+                    (Kind::Pipe, 0) => "r",
+                    (Kind::Pipe, _) => "w",
+                };
+                write!(s, "  {kw} {}:{}{}\n", t.task, t.fd, if t.cloexec { " cloexec" } else { "" }).unwrap();
+            }
+        }
+        s
+    }
+
+    /// The layout the kernel must show once every task is restored.
+    pub fn expect(&self) -> Expect {
+        let mut e: Expect = self.tasks.iter().map(|t| (t.id, BTreeMap::new())).collect();
+        for o in &self.objs {
+            for t in &o.targets {
+                let (path, pos, flags) = match &o.kind {
+                    Kind::Reg { path, flags, pos, .. } => {
+                        (Some(path.clone()), Some(pos.unwrap_or(0)), kept_flags(flag_bits(flags)))
+                    }
+                    Kind::Pipe => (None, None, if t.end == 0 { 0 } else { 1 }),
+                };
+                let slot = Slot { obj: o.id, end: t.end, path, pos, flags, cloexec: t.cloexec };
+                let prev = e.get_mut(&t.task).expect("target in undeclared task").insert(t.fd, slot);
+                assert!(prev.is_none(), "test bug: task {} fd {} planned twice", t.task, t.fd);
+            }
+        }
+        e
+    }
+
+    /// Number of planned fds.
+    pub fn fd_count(&self) -> usize {
+        self.objs.iter().map(|o| o.targets.len()).sum()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The kernel checker
+// ---------------------------------------------------------------------------------------------
+
+/// kcmp(KCMP_FILE): Ok(0) same description, Ok(1|2) ordering, Err(errno).
+pub fn kcmp_file(pid1: i32, fd1: u32, pid2: i32, fd2: u32) -> Result<i64, i32> {
+    // SAFETY: kcmp takes integers only.
+    let r = unsafe {
+        libc::syscall(libc::SYS_kcmp, pid1 as libc::c_long, pid2 as libc::c_long, 0 as libc::c_long, fd1 as libc::c_ulong, fd2 as libc::c_ulong)
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        Ok(r)
+    }
+}
+
+/// The fds in /proc/PID/fd.
+pub fn list_fds(pid: i32) -> io::Result<BTreeSet<u32>> {
+    let mut s = BTreeSet::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd"))? {
+        let e = e?;
+        if let Some(n) = e.file_name().to_str().and_then(|n| n.parse().ok()) {
+            s.insert(n);
+        }
+    }
+    Ok(s)
+}
+
+/// (pos, flags) from /proc/PID/fdinfo/FD.
+pub fn fdinfo(pid: i32, fd: u32) -> io::Result<(u64, u32)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))?;
+    let mut pos = None;
+    let mut flags = None;
+    for l in text.lines() {
+        if let Some(v) = l.strip_prefix("pos:") {
+            pos = v.trim().parse().ok();
+        } else if let Some(v) = l.strip_prefix("flags:") {
+            flags = u32::from_str_radix(v.trim(), 8).ok();
+        }
+    }
+    match (pos, flags) {
+        (Some(p), Some(f)) => Ok((p, f)),
+        _ => Err(io::Error::new(io::ErrorKind::InvalidData, format!("bad fdinfo: {text:?}"))),
+    }
+}
+
+pub fn fd_target(pid: i32, fd: u32) -> String {
+    match std::fs::read_link(format!("/proc/{pid}/fd/{fd}")) {
+        Ok(p) => p.to_string_lossy().into_owned(),
+        Err(e) => format!("<{e}>"),
+    }
+}
+
+/// The state letter in /proc/PID/stat (R, S, T, Z, ...), or None when gone.
+pub fn proc_state(pid: i32) -> Option<char> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let close = s.rfind(')')?;
+    s[close + 1..].trim_start().chars().next()
+}
+
+pub fn proc_comm(pid: i32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|s| s.trim().to_string())
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CheckOpts {
+    /// The tasks have exec'd: FD_CLOEXEC fds are gone, and fdinfo can no longer be compared
+    /// for them.
+    pub after_exec: bool,
+    /// The tasks must be stopped (state T).
+    pub stopped: bool,
+    /// Extra fds every task must also hold (--keep); not checked further here.
+    pub keep: Vec<u32>,
+    /// Skip the pos check (the tasks may have moved offsets).
+    pub no_pos: bool,
+}
+
+/// The kernel checker. Returns every problem found (empty: the tables are as planned).
+///
+/// 1. /proc/PID/fd holds exactly the planned fds (plus `keep`);
+/// 2. kcmp(KCMP_FILE) == 0 within each (object, end), != 0 across them: each fd against one
+///    representative, the representatives sorted by kcmp order and neighbours compared;
+/// 3. fdinfo: pos (reg), status flags, FD_CLOEXEC; readlink names the planned path / a pipe.
+pub fn check_tables(exp: &Expect, pids: &BTreeMap<u16, i32>, opts: &CheckOpts) -> Vec<String> {
+    let mut errs = Vec::new();
+    // Per (object, end): its fds as (task, pid, fd).
+    let mut groups: BTreeMap<(u32, u8), Vec<(u16, i32, u32)>> = BTreeMap::new();
+    for (&task, fds) in exp {
+        let Some(&pid) = pids.get(&task) else {
+            errs.push(format!("task {task}: no pid"));
+            continue;
+        };
+        if opts.stopped {
+            match proc_state(pid) {
+                Some('T') | Some('t') => {}
+                s => errs.push(format!("task {task} (pid {pid}): state {s:?}, expected stopped (T)")),
+            }
+        }
+        let want: BTreeSet<u32> = fds
+            .iter()
+            .filter(|(_, s)| !(opts.after_exec && s.cloexec))
+            .map(|(&fd, _)| fd)
+            .chain(opts.keep.iter().copied())
+            .collect();
+        let have = match list_fds(pid) {
+            Ok(h) => h,
+            Err(e) => {
+                errs.push(format!("task {task} (pid {pid}): cannot list /proc/{pid}/fd: {e}"));
+                continue;
+            }
+        };
+        let missing: Vec<_> = want.difference(&have).collect();
+        let extra: Vec<_> = have.difference(&want).collect();
+        if !missing.is_empty() {
+            errs.push(format!("task {task} (pid {pid}): {} planned fds missing: {:?}", missing.len(), first(&missing, 20)));
+        }
+        if !extra.is_empty() {
+            let shown: Vec<String> =
+                extra.iter().take(20).map(|&&fd| format!("{fd} -> {}", fd_target(pid, fd))).collect();
+            errs.push(format!("task {task} (pid {pid}): {} unplanned fds open: {}", extra.len(), shown.join(", ")));
+        }
+        for (&fd, slot) in fds {
+            if !have.contains(&fd) || (opts.after_exec && slot.cloexec) {
+                continue;
+            }
+            groups.entry((slot.obj, slot.end)).or_default().push((task, pid, fd));
+            let what = format!("task {task} fd {fd} (object {} end {})", slot.obj, slot.end);
+            let target = fd_target(pid, fd);
+            match &slot.path {
+                Some(p) => {
+                    if Path::new(&target) != p.as_path() {
+                        errs.push(format!("{what}: links to {target}, planned {}", p.display()));
+                    }
+                }
+                None => {
+                    if !target.starts_with("pipe:") {
+                        errs.push(format!("{what}: links to {target}, planned a pipe"));
+                    }
+                }
+            }
+            match fdinfo(pid, fd) {
+                Err(e) => errs.push(format!("{what}: fdinfo: {e}")),
+                Ok((pos, flags)) => {
+                    let ce = flags & O_CLOEXEC != 0;
+                    if ce != slot.cloexec {
+                        errs.push(format!("{what}: FD_CLOEXEC is {ce}, planned {}", slot.cloexec));
+                    }
+                    let status = flags & !(O_CLOEXEC | O_LARGEFILE);
+                    if status != slot.flags {
+                        errs.push(format!(
+                            "{what}: status flags {}, planned {}",
+                            flag_names(status),
+                            flag_names(slot.flags)
+                        ));
+                    }
+                    if let (Some(p), false) = (slot.pos, opts.no_pos) {
+                        if pos != p {
+                            errs.push(format!("{what}: pos {pos}, planned {p}"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Sharing: every fd of a group against its representative.
+    let mut reps: Vec<((u32, u8), (u16, i32, u32))> = Vec::new();
+    for (&key, members) in &groups {
+        let rep = members[0];
+        for &m in &members[1..] {
+            match kcmp_file(rep.1, rep.2, m.1, m.2) {
+                Ok(0) => {}
+                r => errs.push(format!(
+                    "object {} end {}: task {} fd {} and task {} fd {} must share one description, kcmp = {r:?}",
+                    key.0, key.1, rep.0, rep.2, m.0, m.2
+                )),
+            }
+        }
+        reps.push((key, rep));
+    }
+    // Distinctness: sort representatives by kcmp order; equal ones end up adjacent.
+    let mut kerr = None;
+    reps.sort_by(|a, b| match kcmp_file(a.1 .1, a.1 .2, b.1 .1, b.1 .2) {
+        Ok(0) => std::cmp::Ordering::Equal,
+        Ok(1) => std::cmp::Ordering::Less,
+        Ok(2) => std::cmp::Ordering::Greater,
+        r => {
+            kerr = Some(format!("kcmp failed: {r:?}"));
+            std::cmp::Ordering::Equal
+        }
+    });
+    errs.extend(kerr);
+    for w in reps.windows(2) {
+        let (a, b) = (&w[0], &w[1]);
+        if let Ok(0) = kcmp_file(a.1 .1, a.1 .2, b.1 .1, b.1 .2) {
+            errs.push(format!(
+                "object {} end {} (task {} fd {}) and object {} end {} (task {} fd {}) share one description; they must not",
+                a.0 .0, a.0 .1, a.1 .0, a.1 .2, b.0 .0, b.0 .1, b.1 .0, b.1 .2
+            ));
+        }
+    }
+    errs
+}
+
+fn first<T: std::fmt::Debug>(v: &[T], n: usize) -> String {
+    if v.len() <= n {
+        format!("{v:?}")
+    } else {
+        format!("{:?} ...", &v[..n])
+    }
+}
+
+/// Panics with every problem [`check_tables`] finds.
+pub fn assert_tables(exp: &Expect, pids: &BTreeMap<u16, i32>, opts: &CheckOpts) {
+    let errs = check_tables(exp, pids, opts);
+    if !errs.is_empty() {
+        let n = errs.len();
+        let shown: Vec<_> = errs.into_iter().take(40).collect();
+        panic!("kernel check failed ({n} problems):\n  {}", shown.join("\n  "));
+    }
+}
+
+/// Waits until `pid` is gone or a zombie.
+pub fn wait_gone(pid: i32, cap: Duration) -> bool {
+    let t = Instant::now();
+    loop {
+        match proc_state(pid) {
+            None | Some('Z') | Some('X') => return true,
+            _ if t.elapsed() > cap => return false,
+            _ => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// Waits for a child with a cap; None when it is still running.
+pub fn wait_timeout(child: &mut Child, cap: Duration) -> Option<ExitStatus> {
+    let t = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return Some(s);
+        }
+        if t.elapsed() > cap {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+pub fn kill(pid: i32, sig: i32) {
+    // SAFETY: plain syscall on a pid this test started (directly or through fdslot).
+    unsafe {
+        libc::kill(pid, sig);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output capture
+// ---------------------------------------------------------------------------------------------
+
+/// Collects everything a pipe yields, in a thread.
+#[derive(Clone, Default)]
+pub struct Capture {
+    buf: Arc<Mutex<Vec<u8>>>,
+    done: Arc<Mutex<bool>>,
+}
+
+impl Capture {
+    pub fn start(mut r: impl Read + Send + 'static) -> Capture {
+        let c = Capture::default();
+        let c2 = c.clone();
+        std::thread::spawn(move || {
+            let mut b = [0u8; 4096];
+            loop {
+                match r.read(&mut b) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => c2.buf.lock().unwrap().extend_from_slice(&b[..n]),
+                }
+            }
+            *c2.done.lock().unwrap() = true;
+        });
+        c
+    }
+    /// What came so far, after waiting up to `cap` for EOF.
+    pub fn text(&self, cap: Duration) -> String {
+        let t = Instant::now();
+        while !*self.done.lock().unwrap() && t.elapsed() < cap {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        String::from_utf8_lossy(&self.buf.lock().unwrap()).into_owned()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// fdslot run --stop
+// ---------------------------------------------------------------------------------------------
+
+/// How a fdslot process ended.
+#[derive(Debug)]
+pub struct Output {
+    pub status: Option<ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+    pub note: String,
+}
+
+impl Output {
+    pub fn code(&self) -> Option<i32> {
+        self.status.and_then(|s| s.code())
+    }
+}
+
+impl std::fmt::Display for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "status {:?} after {:.2?}{}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.status,
+            self.elapsed,
+            if self.note.is_empty() { String::new() } else { format!(" ({})", self.note) },
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+/// A `fdslot run PLAN --stop ARGS...` whose tasks are all stopped.
+pub struct Running {
+    child: Option<Child>,
+    pgid: i32,
+    /// task id → pid, from the `task T pid P` lines.
+    pub pids: BTreeMap<u16, i32>,
+    /// The task ids in the order run printed them.
+    pub order: Vec<u16>,
+    lines: mpsc::Receiver<Option<String>>,
+    stderr: Capture,
+    start: Instant,
+}
+
+/// `fdslot run PLAN --stop ARGS...` (stdin /dev/null), ready for [`start_stopped`].
+pub fn run_stop_cmd(plan: &Path, args: &[&str]) -> Command {
+    let mut c = fdslot();
+    c.arg("run").arg(plan).arg("--stop").args(args);
+    c
+}
+
+/// Starts `cmd` (a `run --stop`) in its own process group and reads its stdout until `ready`.
+/// Err: run ended (or hung past [`CAP`] and was killed) without `ready`.
+pub fn start_stopped(mut cmd: Command) -> Result<Running, Output> {
+    let start = Instant::now();
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    let mut child = cmd.spawn().expect("spawn fdslot");
+    let pgid = child.id() as i32;
+    let stderr = Capture::start(child.stderr.take().unwrap());
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(out).lines() {
+            match l {
+                Ok(l) => {
+                    if tx.send(Some(l)).is_err() {
+                        return;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        let _ = tx.send(None);
+    });
+    let mut pids = BTreeMap::new();
+    let mut order = Vec::new();
+    let mut stdout = String::new();
+    let deadline = start + CAP;
+    let fail = |mut child: Child, stdout: String, note: String, pids: &BTreeMap<u16, i32>| {
+        for &p in pids.values() {
+            kill(p, libc::SIGKILL);
+        }
+        kill(-pgid, libc::SIGKILL);
+        let status = wait_timeout(&mut child, Duration::from_secs(5));
+        Output { status, stdout, stderr: stderr.text(Duration::from_secs(2)), elapsed: start.elapsed(), note }
+    };
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(Some(l)) => {
+                stdout.push_str(&l);
+                stdout.push('\n');
+                if l == "ready" {
+                    break;
+                }
+                let w: Vec<&str> = l.split(' ').collect();
+                match (w.as_slice(), w.get(1).and_then(|t| t.parse::<u16>().ok()), w.get(3).and_then(|p| p.parse::<i32>().ok())) {
+                    (["task", _, "pid", _], Some(t), Some(p)) if p > 0 => {
+                        if pids.insert(t, p).is_some() {
+                            return Err(fail(child, stdout, format!("task {t} printed twice"), &pids));
+                        }
+                        order.push(t);
+                    }
+                    _ => return Err(fail(child, stdout, format!("unexpected stdout line {l:?}"), &pids)),
+                }
+            }
+            Ok(None) => {
+                // EOF before ready: run has ended (or closed stdout).
+                let status = wait_timeout(&mut child, Duration::from_secs(10));
+                let note = if status.is_none() { "stdout closed without ready; killed".to_string() } else { String::new() };
+                if status.is_none() {
+                    return Err(fail(child, stdout, note, &pids));
+                }
+                for &p in pids.values() {
+                    kill(p, libc::SIGKILL);
+                }
+                return Err(Output { status, stdout, stderr: stderr.text(Duration::from_secs(2)), elapsed: start.elapsed(), note });
+            }
+            Err(_) => return Err(fail(child, stdout, format!("no 'ready' within {CAP:?}; killed"), &pids)),
+        }
+    }
+    Ok(Running { child: Some(child), pgid, pids, order, lines: rx, stderr, start })
+}
+
+/// [`start_stopped`] of `run PLAN --stop ARGS`, panicking when it does not get to `ready`.
+pub fn run_stop(plan: &Path, args: &[&str]) -> Running {
+    match start_stopped(run_stop_cmd(plan, args)) {
+        Ok(r) => r,
+        Err(o) => panic!("fdslot run {} --stop {} did not get to ready: {o}", plan.display(), args.join(" ")),
+    }
+}
+
+impl Running {
+    pub fn pid(&self, task: u16) -> i32 {
+        self.pids[&task]
+    }
+
+    /// SIGCONT to every task.
+    pub fn resume(&self) {
+        for &p in self.pids.values() {
+            kill(p, libc::SIGCONT);
+        }
+    }
+
+    /// Waits for run to exit by itself (after the tasks ended), up to `cap`.
+    pub fn wait(mut self, cap: Duration) -> Output {
+        let mut child = self.child.take().unwrap();
+        let status = wait_timeout(&mut child, cap);
+        let mut note = String::new();
+        if status.is_none() {
+            note = format!("run did not exit within {cap:?}; killed");
+            for &p in self.pids.values() {
+                kill(p, libc::SIGKILL);
+            }
+            kill(-self.pgid, libc::SIGKILL);
+            let _ = wait_timeout(&mut child, Duration::from_secs(5));
+        }
+        let mut stdout = String::new();
+        while let Ok(Some(l)) = self.lines.try_recv() {
+            stdout.push_str(&l);
+            stdout.push('\n');
+        }
+        for &p in self.pids.values() {
+            if !wait_gone(p, Duration::from_secs(5)) {
+                note.push_str(&format!("; pid {p} still alive"));
+                kill(p, libc::SIGKILL);
+            }
+        }
+        Output { status, stdout, stderr: self.stderr.text(Duration::from_secs(2)), elapsed: self.start.elapsed(), note }
+    }
+
+    /// SIGKILLs every task, then waits for run to exit; run must exit 0 (contract: it waits
+    /// for its tasks to end, then exits 0), print nothing more, and leave no task behind.
+    pub fn finish(self) -> Output {
+        for &p in self.pids.values() {
+            kill(p, libc::SIGKILL);
+        }
+        let o = self.wait(CAP);
+        assert!(o.note.is_empty(), "after killing the tasks: {o}");
+        assert_eq!(o.code(), Some(0), "run must exit 0 once its tasks ended: {o}");
+        assert_eq!(o.stdout, "", "run printed more after ready: {o}");
+        o
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            for &p in self.pids.values() {
+                kill(p, libc::SIGKILL);
+            }
+            kill(-self.pgid, libc::SIGKILL);
+            let _ = wait_timeout(&mut c, Duration::from_secs(5));
+        }
+    }
+}
+
+/// Runs a plan with `--stop ARGS`, checks the tables with the kernel checker, then kills the
+/// tasks and checks that run exits 0.
+pub fn run_and_check(plan: &Plan, dir: &TmpDir, args: &[&str]) {
+    let path = dir.plan(&plan.text());
+    let r = run_stop(&path, args);
+    assert_eq!(r.order, plan.task_ids(), "run must print the tasks in plan order");
+    assert_tables(&plan.expect(), &r.pids, &CheckOpts { stopped: true, ..Default::default() });
+    r.finish();
+}
+
+/// `--batch N` args for a form: None is the default.
+pub fn batch_args(batch: Option<u32>) -> Vec<String> {
+    match batch {
+        Some(n) => vec!["--batch".into(), n.to_string()],
+        None => vec![],
+    }
+}
+
+pub fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(|s| s.as_str()).collect()
+}
+
+/// Runs a fdslot command to completion with a cap.
+pub fn output(mut cmd: Command) -> Output {
+    let start = Instant::now();
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    let mut child = cmd.spawn().expect("spawn fdslot");
+    let so = Capture::start(child.stdout.take().unwrap());
+    let se = Capture::start(child.stderr.take().unwrap());
+    let mut status = wait_timeout(&mut child, CAP);
+    let mut note = String::new();
+    if status.is_none() {
+        note = format!("did not exit within {CAP:?}; killed");
+        kill(-(child.id() as i32), libc::SIGKILL);
+        status = wait_timeout(&mut child, Duration::from_secs(5));
+    }
+    Output {
+        status,
+        stdout: so.text(Duration::from_secs(2)),
+        stderr: se.text(Duration::from_secs(2)),
+        elapsed: start.elapsed(),
+        note,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// fdslot restore, the sync-fd protocol
+// ---------------------------------------------------------------------------------------------
+
+/// A process this test started, killed and reaped on drop.
+pub struct Spawned {
+    pub child: Child,
+    pub stdout: Capture,
+    pub stderr: Capture,
+    pub start: Instant,
+}
+
+impl Spawned {
+    pub fn spawn(mut cmd: Command) -> Spawned {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn");
+        let stdout = Capture::start(child.stdout.take().unwrap());
+        let stderr = Capture::start(child.stderr.take().unwrap());
+        Spawned { child, stdout, stderr, start: Instant::now() }
+    }
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+    /// Waits up to `cap` for exit (killing it past that) and returns what it did.
+    pub fn wait(&mut self, cap: Duration) -> Output {
+        let mut status = wait_timeout(&mut self.child, cap);
+        let mut note = String::new();
+        if status.is_none() {
+            note = format!("did not exit within {cap:?}; killed");
+            let _ = self.child.kill();
+            status = wait_timeout(&mut self.child, Duration::from_secs(5));
+        }
+        Output {
+            status,
+            stdout: self.stdout.text(Duration::from_secs(1)),
+            stderr: self.stderr.text(Duration::from_secs(1)),
+            elapsed: self.start.elapsed(),
+            note,
+        }
+    }
+    /// Kills it and returns what it printed.
+    pub fn kill(&mut self) -> Output {
+        let _ = self.child.kill();
+        self.wait(Duration::from_secs(5))
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = wait_timeout(&mut self.child, Duration::from_secs(5));
+        }
+    }
+}
+
+/// `fdslot restore PLAN TASK --session S ARGS...` (add `--` and PROG yourself).
+pub fn restore_cmd(plan: &Path, task: u16, session: &str, args: &[&str]) -> Command {
+    let mut c = fdslot();
+    c.arg("restore").arg(plan).arg(task.to_string()).arg("--session").arg(session).args(args);
+    c
+}
+
+/// A SOCK_SEQPACKET socketpair, both ends close-on-exec.
+pub fn seqpacket_pair() -> (OwnedFd, OwnedFd) {
+    let mut sv = [0; 2];
+    // SAFETY: sv has room for two fds.
+    let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) };
+    assert_eq!(r, 0, "socketpair: {}", io::Error::last_os_error());
+    // SAFETY: fresh fds we own.
+    unsafe { (OwnedFd::from_raw_fd(sv[0]), OwnedFd::from_raw_fd(sv[1])) }
+}
+
+/// Makes `fd` appear as `target` (without FD_CLOEXEC) in the child started by `cmd`.
+pub fn pass_fd(cmd: &mut Command, fd: RawFd, target: RawFd) {
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if fd == target {
+                if libc::fcntl(fd, libc::F_SETFD, 0) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            } else if libc::dup2(fd, target) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Spawns a restore command with its end of a fresh seqpacket pair as fd `sync_fd`
+/// (`--sync-fd sync_fd` must be in `cmd` already). Returns the process and the parent's end.
+pub fn spawn_sync(mut cmd: Command, sync_fd: RawFd) -> (Spawned, OwnedFd) {
+    let (mine, theirs) = seqpacket_pair();
+    pass_fd(&mut cmd, theirs.as_raw_fd(), sync_fd);
+    let s = Spawned::spawn(cmd);
+    drop(theirs);
+    (s, mine)
+}
+
+/// One packet from `fd`: Ok(Some(bytes)), Ok(None) on EOF, Err on timeout or error.
+pub fn recv_packet(fd: &OwnedFd, cap: Duration) -> Result<Option<Vec<u8>>, String> {
+    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd.
+    let r = unsafe { libc::poll(&mut p, 1, cap.as_millis() as i32) };
+    if r == 0 {
+        return Err(format!("no message within {cap:?}"));
+    }
+    if r < 0 {
+        return Err(format!("poll: {}", io::Error::last_os_error()));
+    }
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: buf is writable for its length.
+    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ECONNRESET) {
+            return Ok(None);
+        }
+        return Err(format!("recv: {e}"));
+    }
+    if n == 0 {
+        return Ok(None);
+    }
+    buf.truncate(n as usize);
+    Ok(Some(buf))
+}
+
+/// Sends one packet (errors are returned: the task may have died).
+pub fn send_packet(fd: &OwnedFd, msg: &[u8]) -> io::Result<()> {
+    // SAFETY: msg is readable for its length.
+    let n = unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Waits until `pid` runs `comm` (has exec'd it), up to `cap`.
+pub fn wait_comm(pid: i32, comm: &str, cap: Duration) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < cap {
+        if proc_comm(pid).as_deref() == Some(comm) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+/// After exec of `comm`, waits (up to `cap`) until the fd set settles on `want` (the dynamic
+/// loader opens and closes files); returns whether it did.
+pub fn wait_fds(pid: i32, want: &BTreeSet<u32>, cap: Duration) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < cap {
+        if list_fds(pid).ok().as_ref() == Some(want) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+/// The fds a task keeps across exec: its planned non-cloexec ones (plus keep).
+pub fn exec_fds(exp: &Expect, task: u16, keep: &[u32]) -> BTreeSet<u32> {
+    exp[&task].iter().filter(|(_, s)| !s.cloexec).map(|(&fd, _)| fd).chain(keep.iter().copied()).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Session names and rival sockets
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug)]
+pub struct Rx {
+    pub task: u16,
+    pub opener: u16,
+    pub batch: u32,
+    pub slot: u32,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Names {
+    pub home: BTreeMap<u16, String>,
+    pub rx: Vec<Rx>,
+}
+
+/// `fdslot names PLAN --session S ARGS`, parsed (panics on any other output).
+pub fn names(plan: &Path, session: &str, args: &[&str]) -> Names {
+    let mut c = fdslot();
+    c.arg("names").arg(plan).arg("--session").arg(session).args(args);
+    let o = output(c);
+    assert_eq!(o.code(), Some(0), "fdslot names failed: {o}");
+    let mut n = Names::default();
+    for l in o.stdout.lines() {
+        let w: Vec<&str> = l.split(' ').collect();
+        let bad = || panic!("bad line from fdslot names: {l:?}\n{o}");
+        match w.as_slice() {
+            ["home", t, name] => {
+                let t = t.parse().unwrap_or_else(|_| bad());
+                if n.home.insert(t, name.to_string()).is_some() {
+                    bad();
+                }
+            }
+            ["rx", t, op, b, slot, name] => n.rx.push(Rx {
+                task: t.parse().unwrap_or_else(|_| bad()),
+                opener: op.parse().unwrap_or_else(|_| bad()),
+                batch: b.parse().unwrap_or_else(|_| bad()),
+                slot: slot.parse().unwrap_or_else(|_| bad()),
+                name: name.to_string(),
+            }),
+            _ => bad(),
+        }
+    }
+    n
+}
+
+/// An abstract AF_UNIX address for NAME (bound as "\0" + NAME).
+pub fn abstract_addr(name: &str) -> (libc::sockaddr_un, libc::socklen_t) {
+    // SAFETY: all-zero is a valid sockaddr_un.
+    let mut a: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    a.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let b = name.as_bytes();
+    assert!(b.len() < a.sun_path.len(), "name too long");
+    for (i, &c) in b.iter().enumerate() {
+        a.sun_path[i + 1] = c as libc::c_char;
+    }
+    let len = std::mem::size_of::<libc::sa_family_t>() + 1 + b.len();
+    (a, len as libc::socklen_t)
+}
+
+pub fn socket(ty: i32) -> OwnedFd {
+    // SAFETY: plain syscall.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0) };
+    assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
+    // SAFETY: fresh fd.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// A socket of type `ty` bound to abstract NAME (listening, for stream and seqpacket).
+pub fn bind_abstract(ty: i32, name: &str) -> io::Result<OwnedFd> {
+    let s = socket(ty);
+    let (a, len) = abstract_addr(name);
+    // SAFETY: a is a valid sockaddr_un of length len.
+    if unsafe { libc::bind(s.as_raw_fd(), (&a as *const libc::sockaddr_un).cast(), len) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if ty != libc::SOCK_DGRAM {
+        // SAFETY: plain syscall.
+        if unsafe { libc::listen(s.as_raw_fd(), 16) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(s)
+}
+
+/// Whether a rival socket got anything: a datagram, or a connection. Ok(()) when nothing.
+pub fn rival_got_nothing(ty: i32, s: &OwnedFd) -> Result<(), String> {
+    let mut buf = [0u8; 256];
+    let (r, what) = if ty == libc::SOCK_DGRAM {
+        // SAFETY: buf is writable.
+        (unsafe { libc::recv(s.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) }, "recv")
+    } else {
+        // SAFETY: null address is allowed.
+        let fd = unsafe { libc::accept4(s.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) };
+        if fd >= 0 {
+            // SAFETY: fresh fd.
+            unsafe { libc::close(fd) };
+        }
+        (fd as isize, "accept")
+    };
+    if r >= 0 {
+        return Err(format!("rival socket ({}): {what} succeeded ({r}): it got something", ty_name(ty)));
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EAGAIN) {
+        Ok(())
+    } else {
+        Err(format!("rival socket ({}): {what}: {e}, expected EAGAIN", ty_name(ty)))
+    }
+}
+
+pub fn ty_name(ty: i32) -> &'static str {
+    match ty {
+        libc::SOCK_DGRAM => "SOCK_DGRAM",
+        libc::SOCK_STREAM => "SOCK_STREAM",
+        libc::SOCK_SEQPACKET => "SOCK_SEQPACKET",
+        _ => "?",
+    }
+}
+
+/// Sends one byte with SCM_RIGHTS carrying `fd` from socket `s` (connected or not) to abstract
+/// NAME (None: to the connected peer).
+pub fn send_fd(s: &OwnedFd, name: Option<&str>, fd: RawFd) -> io::Result<()> {
+    let mut byte = [b'x'];
+    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    // SAFETY: CMSG_SPACE is a pure computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+    let mut cbuf = vec![0u64; space.div_ceil(8)];
+    // SAFETY: all-zero msghdr is valid; pointers set below stay alive for the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    let addr = name.map(abstract_addr);
+    if let Some((a, len)) = &addr {
+        msg.msg_name = (a as *const libc::sockaddr_un) as *mut libc::c_void;
+        msg.msg_namelen = *len;
+    }
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = cbuf.as_mut_ptr().cast();
+    msg.msg_controllen = space;
+    // SAFETY: the control buffer holds one cmsg of one fd.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_SOCKET;
+        (*c).cmsg_type = libc::SCM_RIGHTS;
+        (*c).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<RawFd>(), fd);
+    }
+    // SAFETY: msg is fully set up.
+    let r = unsafe { libc::sendmsg(s.as_raw_fd(), &msg, libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Connects `s` to abstract NAME.
+pub fn connect_abstract(s: &OwnedFd, name: &str) -> io::Result<()> {
+    let (a, len) = abstract_addr(name);
+    // SAFETY: valid address.
+    if unsafe { libc::connect(s.as_raw_fd(), (&a as *const libc::sockaddr_un).cast(), len) } < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Opens `path` close-on-exec (O_RDWR|O_CREAT).
+pub fn open_rw(path: &Path) -> OwnedFd {
+    std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).unwrap().into()
+}
+
+/// Counts per key.
+pub fn count_by<K: Ord + Clone, T>(v: &[T], key: impl Fn(&T) -> K) -> BTreeMap<K, usize> {
+    let mut m = BTreeMap::new();
+    for x in v {
+        *m.entry(key(x)).or_insert(0) += 1;
+    }
+    m
+}
