@@ -1,7 +1,10 @@
 //! Link the `fdslot` executable as a self-contained static PIE: no C start files, no libc.
 fn main() {
-    for arg in ["-nostartfiles", "-nostdlib", "-static-pie", "-Wl,--build-id=none", "-Wl,-z,norelro"] {
+    let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap();
+    for arg in ["-nostartfiles", "-nostdlib", "-static-pie", "-Wl,--build-id=none", "-Wl,-z,norelro", "-Wl,--no-eh-frame-hdr"] {
         println!("cargo:rustc-link-arg-bin=fdslot={arg}");
     }
+    println!("cargo:rustc-link-arg-bin=fdslot=-Wl,-T,{dir}/linker/fdslot.ld");
+    println!("cargo:rerun-if-changed=linker/fdslot.ld");
     println!("cargo:rerun-if-changed=build.rs");
 }

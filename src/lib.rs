@@ -12,6 +12,7 @@ pub mod hash;
 pub mod plan;
 pub mod report;
 pub mod restore;
+pub mod sort;
 pub mod sys;
 pub mod text;
 

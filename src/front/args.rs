@@ -100,7 +100,7 @@ impl Args {
                 return Err(usage_error(b"--keep: at most 64 fds"));
             }
         }
-        out.sort_unstable();
+        crate::sort::sort_by_key(out, |&f| f);
         Ok(())
     }
 }

@@ -175,6 +175,8 @@ impl<'a> Run<'a> {
                     let _ = proc::waitid(g::P_PID, pid, g::WSTOPPED | g::WEXITED | g::WNOWAIT);
                 }
             }
+            // From here on the caller owns the tasks: a parent's death must not kill them.
+            let _ = proc::prctl(linux_raw_sys::prctl::PR_SET_PDEATHSIG, 0);
             let _ = proc::kill(proc::getpid(), g::SIGSTOP);
         }
         let _ = proc::prctl(linux_raw_sys::prctl::PR_SET_PDEATHSIG, 0);

@@ -61,7 +61,7 @@ pub(super) fn check(
     }
     check_unique_objects(objects, scratch)?;
     // Each (task, fd) at most once.
-    targets.sort_unstable_by_key(|t| ((t.task as u64) << 32) | t.fd as u64);
+    crate::sort::sort_by_key(targets, |t| ((t.task as u64) << 32) | t.fd as u64);
     for w in targets.windows(2) {
         if w[0].task == w[1].task && w[0].fd == w[1].fd {
             let (a, b) = if w[0].line < w[1].line { (w[0].line, w[1].line) } else { (w[1].line, w[0].line) };
@@ -87,7 +87,7 @@ fn check_unique_objects(objects: &[Object], scratch: &mut [u64]) -> Result<(), P
     for (s, o) in scratch.iter_mut().zip(objects) {
         *s = ((o.id as u64) << 32) | o.line as u64;
     }
-    scratch.sort_unstable();
+    crate::sort::sort_by_key(scratch, |&s| s);
     for w in scratch.windows(2) {
         if w[0] >> 32 == w[1] >> 32 {
             let mut e = err(w[1] as u32);

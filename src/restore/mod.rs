@@ -105,7 +105,7 @@ fn close_unplanned(keep: &[u32], own: &[Fd], limit: u32) -> Result<(), Errno> {
             let _ = spared.push(o as u32);
         }
     }
-    spared.sort_unstable();
+    crate::sort::sort_by_key(&mut spared, |&s| s);
     let mut from = 0u32;
     for &s in spared.iter().chain(core::iter::once(&u32::MAX)) {
         if s > from {

@@ -127,7 +127,7 @@ impl<'a> Roles<'a> {
             let t = &plan.targets[*i as usize];
             ((t.task as u64) << 40) | ((plan.objects[t.object as usize].opener as u64) << 24) | t.fd as u64
         };
-        recv.sort_unstable_by_key(key);
+        crate::sort::sort_by_key(recv, key);
 
         // Batches: consecutive runs of one (receiver, opener), cut every batch_size.
         let batches_all = arena.take::<Batch>(nrecv);

@@ -116,7 +116,7 @@ pub fn parallel_move(moves: &mut [Move]) -> Result<(), (usize, Errno)> {
         by_src[i] = (m.src, i as u16);
     }
     let by_src = &mut by_src[..k];
-    by_src.sort_unstable_by_key(|p| p.0);
+    crate::sort::sort_by_key(by_src, |p| p.0);
     // Sources parked during cycle breaks; looked up before by_src.
     let mut parked = [(0i32, 0u16); MAX_MOVES];
     let mut nparked = 0usize;

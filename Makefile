@@ -1,0 +1,28 @@
+# fdslot: `make` builds the executable, `make test` runs every test, `make demo` shows it working.
+CARGO ?= cargo
+BIN := target/release/fdslot
+
+.PHONY: all build test demo size clean check-toolchain
+
+all: build
+
+check-toolchain:
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust (rustup) first" >&2; exit 1; }
+
+build: check-toolchain
+	$(CARGO) build --release --bin fdslot
+
+# The integration tests spawn target/release/fdslot and ask the kernel what it did.
+test: build
+	$(CARGO) test --release
+
+demo: build
+	$(CARGO) build --release --example fdtable
+	bash examples/demo.sh
+
+size: build
+	@printf '%s: %s bytes stripped\n' $(BIN) $$(stat -c %s $(BIN))
+	@readelf -d $(BIN) | grep -c NEEDED | sed 's/^/NEEDED entries: /' || true
+
+clean:
+	$(CARGO) clean
