@@ -10,8 +10,8 @@ pub const EXIT_RESTORE: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_PEER: u8 = 3;
 
-/// What went wrong in one task.
-#[derive(Clone)]
+/// What went wrong in one task: small and `Copy`, formatted only at the edge.
+#[derive(Clone, Copy)]
 pub struct Failure {
     /// The exit code this failure maps to.
     pub code: u8,
@@ -21,18 +21,21 @@ pub struct Failure {
     /// Object index and end, if any.
     pub object: Option<(u32, u8)>,
     /// The call or the check that failed: "open", "bind", ...
-    pub what: Line<120>,
+    pub what: &'static str,
+    /// Another task the message names (index), printed as " task N" after `what`.
+    pub peer: Option<u16>,
+    pub tail: &'static str,
+    /// Numbers with their labels, printed after `tail`.
+    pub nums: [(&'static str, u64); 2],
     pub errno: Option<Errno>,
 }
 
 impl Failure {
-    pub fn new(code: u8, task: usize, what: &str) -> Failure {
-        let mut w = Line::new();
-        w.str(what);
-        Failure { code, task: Some(task as u16), fd: None, object: None, what: w, errno: None }
+    pub fn new(code: u8, task: usize, what: &'static str) -> Failure {
+        Failure { code, task: Some(task as u16), fd: None, object: None, what, peer: None, tail: "", nums: [("", 0); 2], errno: None }
     }
 
-    pub fn sys(task: usize, what: &str, e: Errno) -> Failure {
+    pub fn sys(task: usize, what: &'static str, e: Errno) -> Failure {
         let mut f = Failure::new(EXIT_RESTORE, task, what);
         f.errno = Some(e);
         f
@@ -48,14 +51,21 @@ impl Failure {
         self
     }
 
-    /// Appends a task id (for "waiting for task N" messages).
-    pub fn peer(mut self, plan: &Plan<'_>, task: usize) -> Failure {
-        self.what.str(" task ").num(plan.tasks[task].id as u64);
+    /// Names another task (for "waiting for task N" messages).
+    pub fn peer(mut self, task: usize) -> Failure {
+        self.peer = Some(task as u16);
         self
     }
 
-    pub fn then(mut self, s: &str) -> Failure {
-        self.what.str(s);
+    pub fn then(mut self, s: &'static str) -> Failure {
+        self.tail = s;
+        self
+    }
+
+    /// Appends `label` and `value`; at most two per failure.
+    pub fn num(mut self, label: &'static str, value: u64) -> Failure {
+        let i = if self.nums[0].0.is_empty() { 0 } else { 1 };
+        self.nums[i] = (label, value);
         self
     }
 
@@ -77,8 +87,16 @@ impl Failure {
             }
             out.str(": ");
         }
-        let mut w = self.what.clone_line();
-        out.push(w.as_bytes());
+        out.str(self.what);
+        if let Some(p) = self.peer {
+            out.str(" task ").num(plan.tasks[p as usize].id as u64);
+        }
+        out.str(self.tail);
+        for (label, value) in self.nums {
+            if !label.is_empty() {
+                out.str(label).num(value);
+            }
+        }
         if let Some(e) = self.errno {
             out.str(": ");
             match e.name() {
@@ -86,20 +104,5 @@ impl Failure {
                 None => out.str("errno ").num(e.0 as u64),
             };
         }
-    }
-}
-
-impl<const N: usize> Line<N> {
-    /// A copy of this line (Line is not Copy: it is large).
-    pub fn clone_line(&self) -> Line<N> {
-        let mut l = Line::new();
-        l.push(self.peek());
-        l
-    }
-}
-
-impl<const N: usize> Clone for Line<N> {
-    fn clone(&self) -> Self {
-        self.clone_line()
     }
 }

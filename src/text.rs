@@ -21,14 +21,7 @@ impl<const N: usize> Line<N> {
     }
 
     pub fn push(&mut self, bytes: &[u8]) -> &mut Self {
-        for &b in bytes {
-            if self.len < N {
-                self.buf[self.len] = b;
-                self.len += 1;
-            } else {
-                self.cut = true;
-            }
-        }
+        self.cut |= append(&mut self.buf, &mut self.len, bytes);
         self
     }
 
@@ -83,6 +76,17 @@ impl<const N: usize> Line<N> {
         self.len = 0;
         self.cut = false;
     }
+}
+
+/// Appends what fits of `bytes` to `buf[..*len]`; true when something was cut. Not generic, so
+/// every `Line<N>` shares one copy of the code.
+#[inline(never)]
+fn append(buf: &mut [u8], len: &mut usize, bytes: &[u8]) -> bool {
+    let room = buf.len() - *len;
+    let take = bytes.len().min(room);
+    buf[*len..*len + take].copy_from_slice(&bytes[..take]);
+    *len += take;
+    take < bytes.len()
 }
 
 /// Formats `v` in decimal into `buf`, returning the digits.

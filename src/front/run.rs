@@ -126,8 +126,15 @@ pub fn cmd_run(a: &mut Args, envp: *const *const u8) -> i32 {
 impl<'a> Run<'a> {
     /// Forks task t; in the child, never returns.
     fn spawn(&mut self, t: usize) -> Result<i32, i32> {
+        let parent = proc::getpid();
         match proc::fork() {
             Ok(0) => {
+                // Until restored, a task must not outlive its parent: nobody would reap or
+                // report it. If the parent died before the flag was set, give up now.
+                let _ = proc::prctl(linux_raw_sys::prctl::PR_SET_PDEATHSIG, g::SIGKILL as usize);
+                if proc::getppid() != parent {
+                    proc::exit(EXIT_PEER as i32);
+                }
                 let code = self.task_main(t);
                 proc::exit(code)
             }
@@ -147,8 +154,6 @@ impl<'a> Run<'a> {
     /// The body of one task process.
     fn task_main(&mut self, t: usize) -> i32 {
         let _ = proc::sigprocmask(g::SIG_SETMASK, self.old_mask);
-        // Until restored, a task must not outlive its parent: nobody would reap or report it.
-        let _ = proc::prctl(linux_raw_sys::prctl::PR_SET_PDEATHSIG, g::SIGKILL as usize);
         let me = self.shared.task(t);
         me.pid.store(proc::getpid(), Ordering::Release);
         me.state.store(STATE_STARTED, Ordering::Release);
@@ -172,7 +177,7 @@ impl<'a> Run<'a> {
             for u in 0..self.plan.tasks.len() {
                 if self.plan.tasks[u].parent as usize == t + 1 {
                     let pid = self.shared.task(u).pid.load(Ordering::Acquire);
-                    let _ = proc::waitid(g::P_PID, pid, g::WSTOPPED | g::WEXITED | g::WNOWAIT);
+                    let _ = proc::waitid(g::P_PID, pid, g::WSTOPPED | g::WEXITED);
                 }
             }
             // From here on the caller owns the tasks: a parent's death must not kill them.
@@ -224,6 +229,9 @@ impl<'a> Run<'a> {
                 match proc::waitid(g::P_ALL, 0, g::WEXITED | g::WSTOPPED | g::WNOHANG) {
                     Ok(Some(ev)) => {
                         let t = self.task_of(ev.pid);
+                        if ev.code != g::CLD_STOPPED {
+                            self.forget(ev.pid);
+                        }
                         if ev.code == g::CLD_STOPPED {
                             if !ready && t.is_some_and(|t| self.plan.tasks[t].parent == 0) {
                                 stopped += 1;
@@ -302,6 +310,13 @@ impl<'a> Run<'a> {
         print(out.as_bytes());
     }
 
+    /// A reaped pid may be reused by anyone: never signal it again.
+    fn forget(&self, pid: i32) {
+        if let Some(t) = self.task_of(pid) {
+            self.shared.task(t).pid.store(0, Ordering::Release);
+        }
+    }
+
     fn kill_all(&self) {
         self.shared.abort();
         for t in 0..self.plan.tasks.len() {
@@ -317,7 +332,8 @@ impl<'a> Run<'a> {
         loop {
             self.kill_all();
             match proc::waitid(g::P_ALL, 0, g::WEXITED) {
-                Ok(_) => {}
+                Ok(Some(ev)) => self.forget(ev.pid),
+                Ok(None) => {}
                 Err(e) if e == crate::sys::Errno::INTR => {}
                 Err(_) => break,
             }

@@ -210,7 +210,7 @@ impl<'a> Barrier<'a> {
             let coord = names.ctl(plan.tasks[0].id);
             match connect_when_bound(self.ctl_fd, &coord, deadline) {
                 Ok(true) => {}
-                Ok(false) => return Err(Failure::new(EXIT_PEER, t, "timed out waiting for").peer(plan, 0).then(" (not started, another plan or options, or another network namespace)")),
+                Ok(false) => return Err(Failure::new(EXIT_PEER, t, "timed out waiting for").peer(0).then(" (not started, another plan or options, or another network namespace)")),
                 Err(e) => return Err(Failure::sys(t, "connect (barrier socket)", e)),
             }
         }
@@ -236,7 +236,7 @@ impl<'a> Barrier<'a> {
                     }
                     let Some(left) = remaining(deadline) else {
                         let late = (0..sh.ntasks).find(|&u| sh.task(u).state.load(Ordering::Acquire) < STATE_BOUND).unwrap_or(t);
-                        return Err(Failure::new(EXIT_PEER, t, "timed out waiting for").peer(plan, late).then(" to bind its sockets"));
+                        return Err(Failure::new(EXIT_PEER, t, "timed out waiting for").peer(late).then(" to bind its sockets"));
                     };
                     let _ = proc::futex_wait(&h.go, GO_WAIT, left);
                 }
@@ -271,13 +271,13 @@ impl<'a> Barrier<'a> {
             loop {
                 match wait_readable(ctl, deadline) {
                     Ok(true) => {}
-                    Ok(false) => return Err(Failure::new(EXIT_PEER, t, "timed out waiting for go from").peer(plan, 0)),
+                    Ok(false) => return Err(Failure::new(EXIT_PEER, t, "timed out waiting for go from").peer(0)),
                     Err(e) => return Err(Failure::sys(t, "poll (barrier socket)", e)),
                 }
                 let mut buf = [0u8; 16];
                 match sock::recv(ctl, &mut buf, n::MSG_DONTWAIT) {
                     Ok(n) if &buf[..n] == MSG_GO => return Ok(()),
-                    Ok(n) if &buf[..n] == MSG_ABORT => return Err(Failure::new(EXIT_PEER, t, "aborted by").peer(plan, 0)),
+                    Ok(n) if &buf[..n] == MSG_ABORT => return Err(Failure::new(EXIT_PEER, t, "aborted by").peer(0)),
                     Ok(_) => {}
                     Err(e) if e == Errno::AGAIN || e == Errno::INTR => {}
                     Err(e) => return Err(Failure::sys(t, "recv (barrier socket)", e)),
@@ -296,7 +296,7 @@ impl<'a> Barrier<'a> {
                 Ok(false) => {
                     let late = (1..nt).find(|&u| seen[u] == 0).unwrap_or(0);
                     self.peers_send_all(plan, names, MSG_ABORT);
-                    return Err(Failure::new(EXIT_PEER, t, "timed out waiting for").peer(plan, late).then(" to bind its sockets"));
+                    return Err(Failure::new(EXIT_PEER, t, "timed out waiting for").peer(late).then(" to bind its sockets"));
                 }
                 Err(e) => return Err(Failure::sys(t, "poll (barrier socket)", e)),
             }
@@ -319,7 +319,7 @@ impl<'a> Barrier<'a> {
             }
             if &body[..5] == b"error" {
                 self.peers_send_all(plan, names, MSG_ABORT);
-                return Err(Failure::new(EXIT_PEER, t, "aborted: failed:").peer(plan, u));
+                return Err(Failure::new(EXIT_PEER, t, "aborted: failed:").peer(u));
             }
             if seen[u] == 0 {
                 seen[u] = 1;

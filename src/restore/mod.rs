@@ -73,9 +73,7 @@ fn check_limits(plan: &Plan<'_>, roles: &Roles<'_>, t: usize, session: &Session<
     let limit = soft.min(crate::plan::NR_OPEN as u64 * 1024) as u32;
     if let Some(last) = planned.last() {
         if last.fd >= limit {
-            let mut f = Failure::new(EXIT_RESTORE, t, "fd is not below RLIMIT_NOFILE (").at_fd(last.fd).on(last.object, last.end);
-            f.what.num(limit as u64).str(")");
-            return Err(f);
+            return Err(Failure::new(EXIT_RESTORE, t, "fd is not below RLIMIT_NOFILE").num(", which is ", limit as u64).at_fd(last.fd).on(last.object, last.end));
         }
     }
     for &k in session.keep {
@@ -86,10 +84,9 @@ fn check_limits(plan: &Plan<'_>, roles: &Roles<'_>, t: usize, session: &Session<
     let service = barrier.service_need() + (!roles.sends(t).is_empty()) as usize + roles.held[t] as usize + 1;
     let need = planned.len() + session.keep.len() + service;
     if need > limit as usize {
-        let mut f = Failure::new(EXIT_RESTORE, t, "needs ");
-        f.what.num(need as u64).str(" fds (").num(planned.len() as u64).str(" planned, ").num(session.keep.len() as u64);
-        f.what.str(" kept, ").num(service as u64).str(" for the restorer), RLIMIT_NOFILE is ").num(limit as u64);
-        return Err(f);
+        return Err(Failure::new(EXIT_RESTORE, t, "planned, kept and the restorer's own fds do not fit under RLIMIT_NOFILE")
+            .num(": need ", need as u64)
+            .num(", limit ", limit as u64));
     }
     Ok(limit)
 }
@@ -184,7 +181,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
                 Ok(true) => {}
                 Ok(false) => {
                     return Err(fail(Failure::new(EXIT_PEER, t, "timed out waiting for")
-                        .peer(self.plan, b.opener as usize)
+                        .peer(b.opener as usize)
                         .then(" to bind (not started, another plan or options, or another network namespace)")))
                 }
                 Err(e) => return Err(fail(Failure::sys(t, "connect (receiving socket)", e))),
@@ -294,14 +291,12 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
                     Err(e) if e == Errno::TOOMANYREFS => self.pump_for(barrier, 1_000_000)?,
                     Err(e) if e == Errno::CONNREFUSED => {
                         return Err(Failure::new(EXIT_PEER, t, "the receiving socket is gone: ")
-                            .peer(self.plan, b.receiver as usize)
+                            .peer(b.receiver as usize)
                             .then(" ended")
                             .at_fd(b.slot))
                     }
                     Err(e) => {
-                        let mut f = Failure::sys(t, "sendmsg to", e).peer(self.plan, b.receiver as usize);
-                        f.what.str(" fd ").num(b.slot as u64);
-                        return Err(f);
+                        return Err(Failure::sys(t, "sendmsg to", e).peer(b.receiver as usize).num(" fd ", b.slot as u64));
                     }
                 }
             }
@@ -374,7 +369,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
 
     fn timeout(&self) -> Failure {
         let b = &self.roles.batches[self.roles.pending[0] as usize];
-        Failure::new(EXIT_PEER, self.t, "timed out waiting for files from").peer(self.plan, b.opener as usize).at_fd(b.slot)
+        Failure::new(EXIT_PEER, self.t, "timed out waiting for files from").peer(b.opener as usize).at_fd(b.slot)
     }
 
     /// Receives batch `bi` if its message is there; checks it came from the planned opener and
@@ -430,7 +425,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
     }
 }
 
-fn bind_failure(t: usize, e: Errno, what: &str) -> Failure {
+fn bind_failure(t: usize, e: Errno, what: &'static str) -> Failure {
     let f = Failure::sys(t, what, e);
     if e == Errno::ADDRINUSE {
         f.then(" (the name is taken by another process)")

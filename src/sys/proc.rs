@@ -12,6 +12,12 @@ pub fn getpid() -> i32 {
     unsafe { syscall0(g::__NR_getpid) as i32 }
 }
 
+/// `getppid()`.
+pub fn getppid() -> i32 {
+    // SAFETY: no arguments; cannot fail.
+    unsafe { syscall0(g::__NR_getppid) as i32 }
+}
+
 /// `getuid()`.
 pub fn getuid() -> u32 {
     // SAFETY: no arguments; cannot fail.
