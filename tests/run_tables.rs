@@ -38,11 +38,21 @@ fn shared_parent_children(batch: Option<u32>) {
     p.exec(2, &["/bin/sh", "-c", "printf 'two\\n' >&5"]);
     p.exec(3, &["/bin/sh", "-c", "printf 'three\\n' >&5"]);
     p.reg(1, &log, "wronly,append").at(1, 5).at(2, 5).at(3, 5);
-    p.reg(2, &d.file("other", b"x"), "rdonly").at_ce(1, 3).at(2, 4).at_ce(3, 3);
+    p.reg(2, &d.file("other", b"x"), "rdonly")
+        .at_ce(1, 3)
+        .at(2, 4)
+        .at_ce(3, 3);
     let plan = d.plan(&p.text());
     let r = run_stop(&plan, &strs(&batch_args(batch)));
     assert_eq!(r.order, vec![1, 2, 3]);
-    assert_tables(&p.expect(), &r.pids, &CheckOpts { stopped: true, ..Default::default() });
+    assert_tables(
+        &p.expect(),
+        &r.pids,
+        &CheckOpts {
+            stopped: true,
+            ..Default::default()
+        },
+    );
     let pid1 = r.pid(1);
     r.resume();
     let t = Instant::now();
@@ -59,9 +69,19 @@ fn shared_parent_children(batch: Option<u32>) {
         content == "two\nthree\n" || content == "three\ntwo\n",
         "both children must have appended: {content:?}"
     );
-    assert_eq!(pos, 10, "task 1's fd 5 must share the children's offset (file is {content:?})");
-    assert!(wait_comm(pid1, "sleep", Duration::from_secs(5)), "task 1 did not exec sleep");
-    assert!(wait_fds(pid1, &BTreeSet::from([5]), Duration::from_secs(5)), "task 1 after exec: fds {:?}, want [5] (fd 3 is cloexec)", list_fds(pid1));
+    assert_eq!(
+        pos, 10,
+        "task 1's fd 5 must share the children's offset (file is {content:?})"
+    );
+    assert!(
+        wait_sleeping(pid1, Duration::from_secs(5)),
+        "task 1 did not exec sleep"
+    );
+    assert_eq!(
+        list_fds(pid1).unwrap(),
+        BTreeSet::from([5]),
+        "task 1 after exec: only fd 5 (fd 3 is cloexec)"
+    );
     r.finish();
 }
 forms!(shared_parent_children: batch1 = Some(1), batch_default = None, batch7 = Some(7));
@@ -71,9 +91,16 @@ fn dup_in_one_task(batch: Option<u32>) {
     let d = TmpDir::new("dup");
     let mut p = Plan::new();
     p.task(1).task(2);
-    p.reg(1, &d.file("a", b"aaaa"), "rdonly").at(1, 3).at_ce(1, 4).at(1, 9);
+    p.reg(1, &d.file("a", b"aaaa"), "rdonly")
+        .at(1, 3)
+        .at_ce(1, 4)
+        .at(1, 9);
     p.reg(2, &d.file("b", b"bbbb"), "rdwr").at(2, 5).at(2, 6);
-    p.reg(3, &d.file("c", b"cccc"), "wronly").at(1, 20).at(2, 3).at_ce(2, 4).at(2, 9);
+    p.reg(3, &d.file("c", b"cccc"), "wronly")
+        .at(1, 20)
+        .at(2, 3)
+        .at_ce(2, 4)
+        .at(2, 9);
     p.pipe(4).r(1, 7).r(1, 8).w(2, 7).w_ce(2, 8);
     check(&p, &d, batch);
 }
@@ -101,8 +128,15 @@ fn explicit_opener(batch: Option<u32>) {
     let d = TmpDir::new("opener");
     let mut p = Plan::new();
     p.task(1).task(2).task(3);
-    p.reg(1, &d.file("a", b"a"), "rdonly").opener(2).at(1, 3).at(2, 3).at(3, 3);
-    p.reg(2, &d.file("b", b"b"), "rdonly").opener(3).at(1, 4).at(2, 4);
+    p.reg(1, &d.file("a", b"a"), "rdonly")
+        .opener(2)
+        .at(1, 3)
+        .at(2, 3)
+        .at(3, 3);
+    p.reg(2, &d.file("b", b"b"), "rdonly")
+        .opener(3)
+        .at(1, 4)
+        .at(2, 4);
     p.pipe(3).opener(1).r(2, 5).w(3, 5);
     check(&p, &d, batch);
 }
@@ -168,8 +202,13 @@ fn std_slots(batch: Option<u32>) {
     let mut p = Plan::new();
     p.task(1).child(2, 1).task(3);
     p.pipe(1).r(1, 0).r(2, 0).w(3, 1);
-    p.reg(2, &d.file("out", b""), "wronly,append").at(1, 1).at(2, 1);
-    p.reg(3, &d.file("err", b""), "wronly").at(1, 2).at_ce(2, 2).at(3, 2);
+    p.reg(2, &d.file("out", b""), "wronly,append")
+        .at(1, 1)
+        .at(2, 1);
+    p.reg(3, &d.file("err", b""), "wronly")
+        .at(1, 2)
+        .at_ce(2, 2)
+        .at(3, 2);
     p.reg(4, &d.file("in", b"input"), "rdonly").at(3, 0);
     check(&p, &d, batch);
 }
@@ -181,9 +220,15 @@ fn small_slots(batch: Option<u32>) {
     let d = TmpDir::new("small");
     let mut p = Plan::new();
     p.task(1).task(2).task(3).task(4);
-    p.reg(1, &d.file("a", b"a"), "rdonly").at(1, 3).at(2, 5).at(3, 0);
+    p.reg(1, &d.file("a", b"a"), "rdonly")
+        .at(1, 3)
+        .at(2, 5)
+        .at(3, 0);
     p.reg(2, &d.file("b", b"b"), "rdonly").at(2, 3).at(3, 4);
-    p.reg(3, &d.file("c", b"c"), "rdonly").at(1, 4).at(2, 4).at(3, 3);
+    p.reg(3, &d.file("c", b"c"), "rdonly")
+        .at(1, 4)
+        .at(2, 4)
+        .at(3, 3);
     p.pipe(4).r(2, 0).w(3, 5).w(1, 5);
     p.reg(5, &d.file("d", b"d"), "rdonly").opener(1).at(4, 3);
     check(&p, &d, batch);
@@ -212,11 +257,15 @@ fn scrambled_batch(batch: Option<u32>) {
     for i in 0..n {
         let path = d.file(&format!("f{i}"), b"x");
         // task 1: object i at fd 3 + i; task 2: fd 3 + (i * 7 % n); both permutations of 3..=40.
-        p.reg(i + 1, &path, "rdonly").at(1, 3 + i).target(0, 2, 3 + (i * 7 + 2) % n, i % 3 == 0);
+        p.reg(i + 1, &path, "rdonly")
+            .at(1, 3 + i)
+            .target(0, 2, 3 + (i * 7 + 2) % n, i % 3 == 0);
     }
     for i in 0..n {
         let path = d.file(&format!("g{i}"), b"y");
-        p.reg(100 + i, &path, "rdwr").opener(1).at(3, 3 + (n - 1 - i));
+        p.reg(100 + i, &path, "rdwr")
+            .opener(1)
+            .at(3, 3 + (n - 1 - i));
     }
     check(&p, &d, batch);
 }
@@ -227,7 +276,9 @@ fn high_ids(batch: Option<u32>) {
     let d = TmpDir::new("highid");
     let mut p = Plan::new();
     p.task(65535).child(1000, 65535);
-    p.reg(4294967295, &d.file("a", b"a"), "rdonly").at(65535, 3).at(1000, 3);
+    p.reg(4294967295, &d.file("a", b"a"), "rdonly")
+        .at(65535, 3)
+        .at(1000, 3);
     p.pipe(1).r(1000, 4).w(65535, 4);
     check(&p, &d, batch);
 }
@@ -242,13 +293,20 @@ fn pos_shared(batch: Option<u32>) {
     let f = d.file("data", &content);
     let mut p = Plan::new();
     p.task(1).task(2).task(3);
-    p.reg_pos(1, &f, "rdonly", 123).at(1, 3).at(2, 7).at_ce(3, 3);
+    p.reg_pos(1, &f, "rdonly", 123)
+        .at(1, 3)
+        .at(2, 7)
+        .at_ce(3, 3);
     p.reg_pos(2, &f, "rdwr", 999).at(1, 4).at(3, 4);
     p.reg_pos(3, &f, "rdonly", 5000).at(2, 3);
     p.reg_pos(4, &f, "wronly", 0).at(2, 4).at(1, 5);
     p.reg_pos(5, &f, "wronly,append", 77).at(3, 5);
     check(&p, &d, batch);
-    assert_eq!(std::fs::read(&f).unwrap(), content, "restoring offsets must not change the file");
+    assert_eq!(
+        std::fs::read(&f).unwrap(),
+        content,
+        "restoring offsets must not change the file"
+    );
 }
 forms!(pos_shared: batch1 = Some(1), batch_default = None);
 
@@ -279,11 +337,17 @@ fn status_flags(batch: Option<u32>) {
     ];
     for (i, (path, flags)) in specs.iter().enumerate() {
         let i = i as u32;
-        p.reg(i + 1, path, flags).at(1, 3 + i).target(0, 2, 30 + i, i % 2 == 1);
+        p.reg(i + 1, path, flags)
+            .at(1, 3 + i)
+            .target(0, 2, 30 + i, i % 2 == 1);
     }
     p.reg(100, &sub, "path,directory").at(2, 3).at(1, 40);
     check(&p, &d, batch);
-    assert_eq!(std::fs::metadata(&trunc).unwrap().len(), 0, "flags=wronly,trunc must truncate");
+    assert_eq!(
+        std::fs::metadata(&trunc).unwrap().len(),
+        0,
+        "flags=wronly,trunc must truncate"
+    );
     assert!(excl.exists(), "flags=rdwr,creat,excl must create the file");
 }
 forms!(status_flags: batch1 = Some(1), batch_default = None);
@@ -295,7 +359,10 @@ fn creat_mode() {
     let umask = std::fs::read_to_string("/proc/self/status")
         .unwrap()
         .lines()
-        .find_map(|l| l.strip_prefix("Umask:").map(|v| u32::from_str_radix(v.trim(), 8).unwrap()))
+        .find_map(|l| {
+            l.strip_prefix("Umask:")
+                .map(|v| u32::from_str_radix(v.trim(), 8).unwrap())
+        })
         .unwrap();
     let a = d.path("new-640");
     let b = d.path("new-777");
@@ -304,8 +371,14 @@ fn creat_mode() {
     p.reg(1, &a, "wronly,creat").mode(0o640).at(1, 3).at(2, 3);
     p.reg(2, &b, "rdwr,creat").mode(0o777).at(2, 4);
     check(&p, &d, None);
-    assert_eq!(std::fs::metadata(&a).unwrap().permissions().mode() & 0o7777, 0o640 & !umask);
-    assert_eq!(std::fs::metadata(&b).unwrap().permissions().mode() & 0o7777, 0o777 & !umask);
+    assert_eq!(
+        std::fs::metadata(&a).unwrap().permissions().mode() & 0o7777,
+        0o640 & !umask
+    );
+    assert_eq!(
+        std::fs::metadata(&b).unwrap().permissions().mode() & 0o7777,
+        0o777 & !umask
+    );
 }
 
 /// Paths and argv with %, space, comma, # and non-ASCII bytes, percent-encoded in the plan.
@@ -321,11 +394,22 @@ fn encoded_path_and_argv() {
     p.reg(2, &out, "wronly").at(1, 4);
     let plan = d.plan(&p.text());
     let r = run_stop(&plan, &[]);
-    assert_tables(&p.expect(), &r.pids, &CheckOpts { stopped: true, ..Default::default() });
+    assert_tables(
+        &p.expect(),
+        &r.pids,
+        &CheckOpts {
+            stopped: true,
+            ..Default::default()
+        },
+    );
     r.resume();
     let o = r.wait(CAP);
     assert_eq!(o.code(), Some(0), "{o}");
-    assert_eq!(std::fs::read_to_string(&out).unwrap(), "a,b x#%", "exec= argv must be decoded");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "a,b x#%",
+        "exec= argv must be decoded"
+    );
 }
 
 // --- the fd limit -----------------------------------------------------------------------------
@@ -358,7 +442,11 @@ fn rlimit_fd_at_limit_refused() {
     let mut c = fdslot();
     c.arg("check").arg(&plan);
     let o = output(c);
-    assert_eq!(o.code(), Some(0), "fd {lim} is below 1048576, so the plan itself is valid: {o}");
+    assert_eq!(
+        o.code(),
+        Some(0),
+        "fd {lim} is below 1048576, so the plan itself is valid: {o}"
+    );
     for stop in [true, false] {
         let mut c = fdslot();
         c.arg("run").arg(&plan);
@@ -366,10 +454,20 @@ fn rlimit_fd_at_limit_refused() {
             c.arg("--stop");
         }
         let o = output(c);
-        assert!(matches!(o.code(), Some(1) | Some(2)), "run must refuse fd {lim} (limit {lim}): {o}");
-        assert!(o.stderr.contains(&lim.to_string()), "the message must name fd {lim}: {o}");
+        assert!(
+            matches!(o.code(), Some(1) | Some(2)),
+            "run must refuse fd {lim} (limit {lim}): {o}"
+        );
+        assert!(
+            o.stderr.contains(&lim.to_string()),
+            "the message must name fd {lim}: {o}"
+        );
         assert!(!o.stdout.contains("ready"), "{o}");
-        assert!(!created.exists(), "run refused only after a change: {} was created", created.display());
+        assert!(
+            !created.exists(),
+            "run refused only after a change: {} was created",
+            created.display()
+        );
     }
 }
 
@@ -406,7 +504,12 @@ fn many_tasks(batch: Option<u32>) {
         id += 1;
     }
     for _ in 0..48 {
-        p.reg_pos(id, &f, if id % 2 == 0 { "rdonly" } else { "rdwr" }, id as u64 % 50);
+        p.reg_pos(
+            id,
+            &f,
+            if id % 2 == 0 { "rdonly" } else { "rdwr" },
+            id as u64 % 50,
+        );
         for _ in 0..1 + rng.below(8) {
             let t = 1 + rng.below(n as u64) as u16;
             let fd = free_fd(&mut rng, t);
@@ -446,7 +549,9 @@ fn ten_thousand_fds_one_task(batch: Option<u32>) {
         }
     }
     for i in 0..500u32 {
-        p.pipe(10_000 + i).r(1, it.next().unwrap()).w(1, it.next().unwrap());
+        p.pipe(10_000 + i)
+            .r(1, it.next().unwrap())
+            .w(1, it.next().unwrap());
     }
     assert_eq!(p.fd_count(), 10_000);
     check(&p, &d, batch);
@@ -469,7 +574,8 @@ fn ten_thousand_fds_received(batch: Option<u32>) {
         if i < 10 {
             p.at(1, 100 + i);
         }
-        p.target(0, 2, it.next().unwrap(), i % 5 == 0).target(0, 2, it.next().unwrap(), false);
+        p.target(0, 2, it.next().unwrap(), i % 5 == 0)
+            .target(0, 2, it.next().unwrap(), false);
     }
     check(&p, &d, batch);
 }
@@ -483,7 +589,10 @@ fn keep_fd(batch: Option<u32>) {
     let kept = open_rw(&d.file("kept", b"kept"));
     let mut p = Plan::new();
     p.task(1).child(2, 1).task(3);
-    p.reg(1, &d.file("a", b"a"), "rdonly").at(1, 3).at(2, 3).at(3, 49);
+    p.reg(1, &d.file("a", b"a"), "rdonly")
+        .at(1, 3)
+        .at(2, 3)
+        .at(3, 49);
     p.pipe(2).r(1, 51).w(3, 4);
     let plan = d.plan(&p.text());
     let mut args = vec!["--keep".to_string(), "50".to_string()];
@@ -491,7 +600,15 @@ fn keep_fd(batch: Option<u32>) {
     let mut cmd = run_stop_cmd(&plan, &strs(&args));
     pass_fd(&mut cmd, kept.as_raw_fd(), 50);
     let r = start_stopped(cmd).unwrap_or_else(|o| panic!("run --keep 50 failed: {o}"));
-    assert_tables(&p.expect(), &r.pids, &CheckOpts { stopped: true, keep: vec![50], ..Default::default() });
+    assert_tables(
+        &p.expect(),
+        &r.pids,
+        &CheckOpts {
+            stopped: true,
+            keep: vec![50],
+            ..Default::default()
+        },
+    );
     let me = std::process::id() as i32;
     for (&t, &pid) in &r.pids {
         assert_eq!(
@@ -501,7 +618,11 @@ fn keep_fd(batch: Option<u32>) {
             fd_target(pid, 50)
         );
         let (_, flags) = fdinfo(pid, 50).unwrap();
-        assert_eq!(flags & O_CLOEXEC, 0, "task {t}: kept fd 50 must be untouched (no FD_CLOEXEC)");
+        assert_eq!(
+            flags & O_CLOEXEC,
+            0,
+            "task {t}: kept fd 50 must be untouched (no FD_CLOEXEC)"
+        );
     }
     r.finish();
 }
@@ -541,7 +662,11 @@ fn run_exit_status_and_stdout() {
     c.arg("run").arg(&plan);
     let o = output(c);
     assert_eq!(o.stdout, "", "run prints nothing without --stop: {o}");
-    assert_eq!(o.code(), Some(7), "run exits with the first task's status: {o}");
+    assert_eq!(
+        o.code(),
+        Some(7),
+        "run exits with the first task's status: {o}"
+    );
     let content = std::fs::read_to_string(&out).unwrap();
     let mut lines: Vec<_> = content.lines().collect();
     lines.sort();
@@ -584,10 +709,16 @@ fn open_enoent_reported() {
         let o = output(c);
         assert_eq!(o.code(), Some(1), "restore failed must exit 1: {o}");
         assert!(!o.stdout.contains("ready"), "{o}");
-        let want = format!("fdslot: task 1 fd 3 (reg 3 {}): open: ENOENT", missing.display());
+        let want = format!(
+            "fdslot: task 1 fd 3 (reg 3 {}): open: ENOENT",
+            missing.display()
+        );
         let lines: Vec<&str> = o.stderr.lines().collect();
         assert_eq!(lines, [want.as_str()], "exactly one error line: {o}");
-        assert!(o.elapsed < Duration::from_secs(5), "the failure must not wait for the timeout: {o}");
+        assert!(
+            o.elapsed < Duration::from_secs(5),
+            "the failure must not wait for the timeout: {o}"
+        );
     }
 }
 
@@ -606,4 +737,105 @@ fn open_eexist_reported() {
     assert_eq!(o.code(), Some(1), "{o}");
     let want = format!("fdslot: task 1 fd 7 (reg 2 {}): open: EEXIST", f.display());
     assert_eq!(o.stderr.trim_end(), want, "{o}");
+}
+
+/// A lowered soft RLIMIT_NOFILE (64, hard limit unchanged) is the one that counts: fd 63 is
+/// fine, fd 64 is refused before any change.
+#[test]
+fn rlimit_lowered_soft_limit() {
+    fn lower(cmd: &mut std::process::Command) {
+        // SAFETY: setrlimit is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                let mut r = libc::rlimit {
+                    rlim_cur: 0,
+                    rlim_max: 0,
+                };
+                libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
+                r.rlim_cur = 64;
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &r) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    use std::os::unix::process::CommandExt;
+    let d = TmpDir::new("softlim");
+    let mut p = Plan::new();
+    p.task(1).task(2);
+    p.reg(1, &d.file("a", b"a"), "rdonly").at(1, 63).at(2, 63);
+    p.pipe(2).r(2, 62).w(1, 3);
+    let plan = d.plan(&p.text());
+    let mut cmd = run_stop_cmd(&plan, &[]);
+    lower(&mut cmd);
+    let r = start_stopped(cmd).unwrap_or_else(|o| panic!("fd 63 under a soft limit of 64: {o}"));
+    assert_tables(
+        &p.expect(),
+        &r.pids,
+        &CheckOpts {
+            stopped: true,
+            ..Default::default()
+        },
+    );
+    r.finish();
+
+    let created = d.path("must-not-exist");
+    let mut p = Plan::new();
+    p.task(1).task(2);
+    p.reg(1, &created, "wronly,creat").at(1, 3).at(2, 3);
+    p.reg(2, &d.file("b", b"b"), "rdonly").at(2, 64);
+    let plan = d.plan(&p.text());
+    let mut cmd = fdslot();
+    cmd.arg("run").arg(&plan).arg("--stop");
+    lower(&mut cmd);
+    let o = output(cmd);
+    assert!(
+        matches!(o.code(), Some(1) | Some(2)),
+        "fd 64 under a soft limit of 64 must be refused: {o}"
+    );
+    assert!(o.stderr.contains("64"), "the message must name fd 64: {o}");
+    assert!(
+        !created.exists(),
+        "refused only after a change: {} exists",
+        created.display()
+    );
+}
+
+/// Offsets past 4 GiB, and --keep with two fds.
+#[test]
+fn big_pos_and_two_keeps() {
+    let d = TmpDir::new("bigpos");
+    let f = d.file("sparse", b"s");
+    let k1 = open_rw(&d.file("k1", b"1"));
+    let k2 = open_rw(&d.file("k2", b"2"));
+    let mut p = Plan::new();
+    p.task(1).child(2, 1);
+    p.reg_pos(1, &f, "rdonly", 5_000_000_000).at(1, 3).at(2, 3);
+    p.reg_pos(2, &f, "rdwr", (1 << 40) + 1).at(2, 4);
+    let plan = d.plan(&p.text());
+    let mut cmd = run_stop_cmd(&plan, &["--keep", "50,51"]);
+    pass_fd(&mut cmd, k1.as_raw_fd(), 50);
+    pass_fd(&mut cmd, k2.as_raw_fd(), 51);
+    let r = start_stopped(cmd).unwrap_or_else(|o| panic!("{o}"));
+    assert_tables(
+        &p.expect(),
+        &r.pids,
+        &CheckOpts {
+            stopped: true,
+            keep: vec![50, 51],
+            ..Default::default()
+        },
+    );
+    let me = std::process::id() as i32;
+    for &pid in r.pids.values() {
+        assert_eq!(kcmp_file(me, k1.as_raw_fd() as u32, pid, 50), Ok(0));
+        assert_eq!(kcmp_file(me, k2.as_raw_fd() as u32, pid, 51), Ok(0));
+    }
+    r.finish();
+    assert_eq!(
+        std::fs::metadata(&f).unwrap().len(),
+        1,
+        "seeking must not grow the file"
+    );
 }

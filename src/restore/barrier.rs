@@ -169,6 +169,7 @@ const MSG_BOUND: &[u8] = b"bound";
 const MSG_GO: &[u8] = b"go";
 const MSG_ABORT: &[u8] = b"abort";
 const MSG_DONE: &[u8] = b"done";
+const MSG_ERROR: &[u8] = b"error";
 
 impl<'a> Barrier<'a> {
     /// The fds the restorer must keep while it works, in the order they were given.
@@ -267,7 +268,11 @@ impl<'a> Barrier<'a> {
             let mut msg = [0u8; 8];
             msg[..5].copy_from_slice(MSG_BOUND);
             msg[6..8].copy_from_slice(&plan.tasks[t].id.to_le_bytes());
-            sock::send(ctl, &msg, 0).map_err(|e| Failure::sys(t, "send bound (barrier socket)", e))?;
+            match send_until(ctl, None, &msg, deadline) {
+                Ok(()) => {}
+                Err(e) if e == Errno::AGAIN => return Err(Failure::new(EXIT_PEER, t, "timed out sending bound to").peer(0)),
+                Err(e) => return Err(Failure::sys(t, "send bound (barrier socket)", e)),
+            }
             loop {
                 match wait_readable(ctl, deadline) {
                     Ok(true) => {}
@@ -308,18 +313,21 @@ impl<'a> Barrier<'a> {
             }
             got.discard();
             let body = &got.payload_bytes()[..got.len.min(8)];
-            if got.len != 8 || (&body[..5] != MSG_BOUND && &body[..5] != b"error") {
+            if got.len != 8 || (&body[..5] != MSG_BOUND && &body[..5] != MSG_ERROR) {
                 continue;
             }
             let id = u16::from_le_bytes([body[6], body[7]]);
             let Some(u) = plan.task_by_id(id) else { continue };
-            // Authentic only from that task's own name, under our uid.
-            if u == 0 || got.from.name_bytes() != names.ctl(id).name_bytes() || got.creds.map(|c| c.1) != Some(uid) {
+            if u == 0 {
                 continue;
             }
-            if &body[..5] == b"error" {
+            if &body[..5] == MSG_ERROR {
                 self.peers_send_all(plan, names, MSG_ABORT);
-                return Err(Failure::new(EXIT_PEER, t, "aborted: failed:").peer(u));
+                return Err(Failure::new(EXIT_PEER, t, "aborted: the restore failed in").peer(u));
+            }
+            // "bound" counts only from that task's own name, under our uid.
+            if got.from.name_bytes() != names.ctl(id).name_bytes() || got.creds.map(|c| c.1) != Some(uid) {
+                continue;
             }
             if seen[u] == 0 {
                 seen[u] = 1;
@@ -366,17 +374,21 @@ impl<'a> Barrier<'a> {
                 let _ = sock::send(self.chan_fd, m.as_bytes(), n::MSG_DONTWAIT);
             }
             Mode::Peers => {
-                if self.ctl_fd < 0 {
+                if t == 0 {
+                    if self.ctl_fd >= 0 {
+                        self.peers_send_all(plan, names, MSG_ABORT);
+                    }
                     return;
                 }
-                if t == 0 {
-                    self.peers_send_all(plan, names, MSG_ABORT);
-                } else {
-                    let mut msg = [0u8; 8];
-                    msg[..5].copy_from_slice(b"error");
-                    msg[6..8].copy_from_slice(&plan.tasks[t].id.to_le_bytes());
-                    let _ = sock::send(self.ctl_fd, &msg, n::MSG_DONTWAIT);
-                }
+                // From a fresh unnamed socket: this task's own name may be what failed (taken by
+                // another process). The coordinator aborts on an error from anyone, since an
+                // abort can only ever stop a restore, never hand out a file.
+                let Ok(s) = sock::socket_unix(n::SOCK_DGRAM | sock::SOCK_CLOEXEC) else { return };
+                let mut msg = [0u8; 8];
+                msg[..5].copy_from_slice(MSG_ERROR);
+                msg[6..8].copy_from_slice(&plan.tasks[t].id.to_le_bytes());
+                let _ = sendto_blocking(s, &names.ctl(plan.tasks[0].id), &msg);
+                let _ = fd::close(s);
             }
         }
     }
@@ -400,19 +412,29 @@ impl<'a> Barrier<'a> {
     }
 }
 
-/// A datagram to `to`, waiting a little for room; used for the few barrier messages.
+/// A datagram to `to` (or the connected peer), waiting a little for room; for the few barrier
+/// messages, whose receivers are waiting for them.
 fn sendto_blocking(from: Fd, to: &UnixAddr, msg: &[u8]) -> Result<(), Errno> {
+    send_until(from, Some(to), msg, proc::monotonic_ns() + 1_000_000_000)
+}
+
+/// Sends one datagram without blocking, retrying while the receiver's queue is full, until
+/// `deadline`.
+fn send_until(from: Fd, to: Option<&UnixAddr>, msg: &[u8], deadline: u64) -> Result<(), Errno> {
     let mut iov = g::iovec { iov_base: msg.as_ptr() as *mut _, iov_len: msg.len() as _ };
+    let (name, namelen) = match to {
+        Some(a) => (&a.raw as *const n::sockaddr_un as *mut _, a.len as i32),
+        None => (core::ptr::null_mut(), 0),
+    };
     let m = n::msghdr {
-        msg_name: &to.raw as *const _ as *mut _,
-        msg_namelen: to.len as i32,
+        msg_name: name,
+        msg_namelen: namelen,
         msg_iov: &mut iov as *mut g::iovec as *mut _,
         msg_iovlen: 1,
         msg_control: core::ptr::null_mut(),
         msg_controllen: 0,
         msg_flags: 0,
     };
-    let deadline = proc::monotonic_ns() + 1_000_000_000;
     loop {
         // SAFETY: m points to live locals.
         match unsafe { sock::sendmsg(from, &m, n::MSG_DONTWAIT | n::MSG_NOSIGNAL) } {

@@ -70,13 +70,25 @@ static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// A name unique to this test process and call.
 pub fn uniq(tag: &str) -> String {
-    format!("{tag}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A session name (1..32 chars of A-Za-z0-9_-) unique to this call.
 pub fn session(tag: &str) -> String {
-    let tag: String = tag.chars().filter(|c| c.is_ascii_alphanumeric()).take(12).collect();
-    let s = format!("{tag}-{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed));
+    let tag: String = tag
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(12)
+        .collect();
+    let s = format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    );
     assert!(s.len() <= 32);
     s
 }
@@ -102,7 +114,10 @@ impl TmpDir {
     }
     /// Writes plan text to `name` and returns its path.
     pub fn plan(&self, text: &str) -> PathBuf {
-        self.file(&format!("plan-{}.fds", SEQ.fetch_add(1, Ordering::Relaxed)), text.as_bytes())
+        self.file(
+            &format!("plan-{}.fds", SEQ.fetch_add(1, Ordering::Relaxed)),
+            text.as_bytes(),
+        )
     }
 }
 
@@ -148,7 +163,10 @@ impl Rng {
 
 /// RLIMIT_NOFILE's soft limit of this process (and so of the fdslot it starts).
 pub fn nofile_limit() -> u64 {
-    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) }, 0);
     r.rlim_cur
 }
@@ -245,7 +263,12 @@ pub fn flag_names(f: u32) -> String {
 
 #[derive(Clone, Debug)]
 pub enum Kind {
-    Reg { path: PathBuf, flags: String, pos: Option<u64>, mode: Option<u32> },
+    Reg {
+        path: PathBuf,
+        flags: String,
+        pos: Option<u64>,
+        mode: Option<u32>,
+    },
     Pipe,
 }
 
@@ -301,23 +324,40 @@ impl Plan {
         Plan::default()
     }
     pub fn task(&mut self, id: u16) -> &mut Self {
-        self.tasks.push(TaskDef { id, parent: None, exec: None });
+        self.tasks.push(TaskDef {
+            id,
+            parent: None,
+            exec: None,
+        });
         self
     }
     pub fn child(&mut self, id: u16, parent: u16) -> &mut Self {
-        self.tasks.push(TaskDef { id, parent: Some(parent), exec: None });
+        self.tasks.push(TaskDef {
+            id,
+            parent: Some(parent),
+            exec: None,
+        });
         self
     }
     /// Sets task `id`'s exec= argv.
     pub fn exec(&mut self, id: u16, argv: &[&str]) -> &mut Self {
-        let t = self.tasks.iter_mut().find(|t| t.id == id).expect("exec: no such task");
+        let t = self
+            .tasks
+            .iter_mut()
+            .find(|t| t.id == id)
+            .expect("exec: no such task");
         t.exec = Some(argv.iter().map(|a| a.as_bytes().to_vec()).collect());
         self
     }
     pub fn reg(&mut self, id: u32, path: &Path, flags: &str) -> &mut Self {
         self.objs.push(Obj {
             id,
-            kind: Kind::Reg { path: path.to_path_buf(), flags: flags.into(), pos: None, mode: None },
+            kind: Kind::Reg {
+                path: path.to_path_buf(),
+                flags: flags.into(),
+                pos: None,
+                mode: None,
+            },
             opener: None,
             targets: vec![],
         });
@@ -337,7 +377,12 @@ impl Plan {
         self
     }
     pub fn pipe(&mut self, id: u32) -> &mut Self {
-        self.objs.push(Obj { id, kind: Kind::Pipe, opener: None, targets: vec![] });
+        self.objs.push(Obj {
+            id,
+            kind: Kind::Pipe,
+            opener: None,
+            targets: vec![],
+        });
         self
     }
     /// `opener=` on the last object.
@@ -346,7 +391,16 @@ impl Plan {
         self
     }
     pub fn target(&mut self, end: u8, task: u16, fd: u32, cloexec: bool) -> &mut Self {
-        self.objs.last_mut().expect("target before any object").targets.push(Tgt { end, task, fd, cloexec });
+        self.objs
+            .last_mut()
+            .expect("target before any object")
+            .targets
+            .push(Tgt {
+                end,
+                task,
+                fd,
+                cloexec,
+            });
         self
     }
     pub fn at(&mut self, task: u16, fd: u32) -> &mut Self {
@@ -388,7 +442,12 @@ impl Plan {
         }
         for o in &self.objs {
             match &o.kind {
-                Kind::Reg { path, flags, pos, mode } => {
+                Kind::Reg {
+                    path,
+                    flags,
+                    pos,
+                    mode,
+                } => {
                     write!(s, "reg {} {}", o.id, pct(path.as_os_str().as_bytes())).unwrap();
                     if !flags.is_empty() {
                         write!(s, " flags={flags}").unwrap();
@@ -412,7 +471,14 @@ impl Plan {
                     (Kind::Pipe, 0) => "r",
                     (Kind::Pipe, _) => "w",
                 };
-                write!(s, "  {kw} {}:{}{}\n", t.task, t.fd, if t.cloexec { " cloexec" } else { "" }).unwrap();
+                writeln!(
+                    s,
+                    "  {kw} {}:{}{}",
+                    t.task,
+                    t.fd,
+                    if t.cloexec { " cloexec" } else { "" }
+                )
+                .unwrap();
             }
         }
         s
@@ -424,14 +490,33 @@ impl Plan {
         for o in &self.objs {
             for t in &o.targets {
                 let (path, pos, flags) = match &o.kind {
-                    Kind::Reg { path, flags, pos, .. } => {
-                        (Some(path.clone()), Some(pos.unwrap_or(0)), kept_flags(flag_bits(flags)))
-                    }
+                    Kind::Reg {
+                        path, flags, pos, ..
+                    } => (
+                        Some(path.clone()),
+                        Some(pos.unwrap_or(0)),
+                        kept_flags(flag_bits(flags)),
+                    ),
                     Kind::Pipe => (None, None, if t.end == 0 { 0 } else { 1 }),
                 };
-                let slot = Slot { obj: o.id, end: t.end, path, pos, flags, cloexec: t.cloexec };
-                let prev = e.get_mut(&t.task).expect("target in undeclared task").insert(t.fd, slot);
-                assert!(prev.is_none(), "test bug: task {} fd {} planned twice", t.task, t.fd);
+                let slot = Slot {
+                    obj: o.id,
+                    end: t.end,
+                    path,
+                    pos,
+                    flags,
+                    cloexec: t.cloexec,
+                };
+                let prev = e
+                    .get_mut(&t.task)
+                    .expect("target in undeclared task")
+                    .insert(t.fd, slot);
+                assert!(
+                    prev.is_none(),
+                    "test bug: task {} fd {} planned twice",
+                    t.task,
+                    t.fd
+                );
             }
         }
         e
@@ -451,7 +536,14 @@ impl Plan {
 pub fn kcmp_file(pid1: i32, fd1: u32, pid2: i32, fd2: u32) -> Result<i64, i32> {
     // SAFETY: kcmp takes integers only.
     let r = unsafe {
-        libc::syscall(libc::SYS_kcmp, pid1 as libc::c_long, pid2 as libc::c_long, 0 as libc::c_long, fd1 as libc::c_ulong, fd2 as libc::c_ulong)
+        libc::syscall(
+            libc::SYS_kcmp,
+            pid1 as libc::c_long,
+            pid2 as libc::c_long,
+            0 as libc::c_long,
+            fd1 as libc::c_ulong,
+            fd2 as libc::c_ulong,
+        )
     };
     if r < 0 {
         Err(io::Error::last_os_error().raw_os_error().unwrap_or(0))
@@ -486,7 +578,10 @@ pub fn fdinfo(pid: i32, fd: u32) -> io::Result<(u64, u32)> {
     }
     match (pos, flags) {
         (Some(p), Some(f)) => Ok((p, f)),
-        _ => Err(io::Error::new(io::ErrorKind::InvalidData, format!("bad fdinfo: {text:?}"))),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("bad fdinfo: {text:?}"),
+        )),
     }
 }
 
@@ -504,8 +599,18 @@ pub fn proc_state(pid: i32) -> Option<char> {
     s[close + 1..].trim_start().chars().next()
 }
 
+/// PPid from /proc/PID/status.
+pub fn proc_ppid(pid: i32) -> Option<i32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
 pub fn proc_comm(pid: i32) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/comm")).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 #[derive(Clone, Debug, Default)]
@@ -539,7 +644,9 @@ pub fn check_tables(exp: &Expect, pids: &BTreeMap<u16, i32>, opts: &CheckOpts) -
         if opts.stopped {
             match proc_state(pid) {
                 Some('T') | Some('t') => {}
-                s => errs.push(format!("task {task} (pid {pid}): state {s:?}, expected stopped (T)")),
+                s => errs.push(format!(
+                    "task {task} (pid {pid}): state {s:?}, expected stopped (T)"
+                )),
             }
         }
         let want: BTreeSet<u32> = fds
@@ -551,31 +658,50 @@ pub fn check_tables(exp: &Expect, pids: &BTreeMap<u16, i32>, opts: &CheckOpts) -
         let have = match list_fds(pid) {
             Ok(h) => h,
             Err(e) => {
-                errs.push(format!("task {task} (pid {pid}): cannot list /proc/{pid}/fd: {e}"));
+                errs.push(format!(
+                    "task {task} (pid {pid}): cannot list /proc/{pid}/fd: {e}"
+                ));
                 continue;
             }
         };
         let missing: Vec<_> = want.difference(&have).collect();
         let extra: Vec<_> = have.difference(&want).collect();
         if !missing.is_empty() {
-            errs.push(format!("task {task} (pid {pid}): {} planned fds missing: {:?}", missing.len(), first(&missing, 20)));
+            errs.push(format!(
+                "task {task} (pid {pid}): {} planned fds missing: {}",
+                missing.len(),
+                first(&missing, 20)
+            ));
         }
         if !extra.is_empty() {
-            let shown: Vec<String> =
-                extra.iter().take(20).map(|&&fd| format!("{fd} -> {}", fd_target(pid, fd))).collect();
-            errs.push(format!("task {task} (pid {pid}): {} unplanned fds open: {}", extra.len(), shown.join(", ")));
+            let shown: Vec<String> = extra
+                .iter()
+                .take(20)
+                .map(|&&fd| format!("{fd} -> {}", fd_target(pid, fd)))
+                .collect();
+            errs.push(format!(
+                "task {task} (pid {pid}): {} unplanned fds open: {}",
+                extra.len(),
+                shown.join(", ")
+            ));
         }
         for (&fd, slot) in fds {
             if !have.contains(&fd) || (opts.after_exec && slot.cloexec) {
                 continue;
             }
-            groups.entry((slot.obj, slot.end)).or_default().push((task, pid, fd));
+            groups
+                .entry((slot.obj, slot.end))
+                .or_default()
+                .push((task, pid, fd));
             let what = format!("task {task} fd {fd} (object {} end {})", slot.obj, slot.end);
             let target = fd_target(pid, fd);
             match &slot.path {
                 Some(p) => {
                     if Path::new(&target) != p.as_path() {
-                        errs.push(format!("{what}: links to {target}, planned {}", p.display()));
+                        errs.push(format!(
+                            "{what}: links to {target}, planned {}",
+                            p.display()
+                        ));
                     }
                 }
                 None => {
@@ -589,7 +715,10 @@ pub fn check_tables(exp: &Expect, pids: &BTreeMap<u16, i32>, opts: &CheckOpts) -
                 Ok((pos, flags)) => {
                     let ce = flags & O_CLOEXEC != 0;
                     if ce != slot.cloexec {
-                        errs.push(format!("{what}: FD_CLOEXEC is {ce}, planned {}", slot.cloexec));
+                        errs.push(format!(
+                            "{what}: FD_CLOEXEC is {ce}, planned {}",
+                            slot.cloexec
+                        ));
                     }
                     let status = flags & !(O_CLOEXEC | O_LARGEFILE);
                     if status != slot.flags {
@@ -661,7 +790,10 @@ pub fn assert_tables(exp: &Expect, pids: &BTreeMap<u16, i32>, opts: &CheckOpts) 
     if !errs.is_empty() {
         let n = errs.len();
         let shown: Vec<_> = errs.into_iter().take(40).collect();
-        panic!("kernel check failed ({n} problems):\n  {}", shown.join("\n  "));
+        panic!(
+            "kernel check failed ({n} problems):\n  {}",
+            shown.join("\n  ")
+        );
     }
 }
 
@@ -762,7 +894,11 @@ impl std::fmt::Display for Output {
             "status {:?} after {:.2?}{}\n--- stdout ---\n{}--- stderr ---\n{}",
             self.status,
             self.elapsed,
-            if self.note.is_empty() { String::new() } else { format!(" ({})", self.note) },
+            if self.note.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", self.note)
+            },
             self.stdout,
             self.stderr
         )
@@ -793,7 +929,9 @@ pub fn run_stop_cmd(plan: &Path, args: &[&str]) -> Command {
 /// Err: run ended (or hung past [`CAP`] and was killed) without `ready`.
 pub fn start_stopped(mut cmd: Command) -> Result<Running, Output> {
     let start = Instant::now();
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
     let mut child = cmd.spawn().expect("spawn fdslot");
     let pgid = child.id() as i32;
     let stderr = Capture::start(child.stderr.take().unwrap());
@@ -822,7 +960,13 @@ pub fn start_stopped(mut cmd: Command) -> Result<Running, Output> {
         }
         kill(-pgid, libc::SIGKILL);
         let status = wait_timeout(&mut child, Duration::from_secs(5));
-        Output { status, stdout, stderr: stderr.text(Duration::from_secs(2)), elapsed: start.elapsed(), note }
+        Output {
+            status,
+            stdout,
+            stderr: stderr.text(Duration::from_secs(2)),
+            elapsed: start.elapsed(),
+            note,
+        }
     };
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -834,45 +978,116 @@ pub fn start_stopped(mut cmd: Command) -> Result<Running, Output> {
                     break;
                 }
                 let w: Vec<&str> = l.split(' ').collect();
-                match (w.as_slice(), w.get(1).and_then(|t| t.parse::<u16>().ok()), w.get(3).and_then(|p| p.parse::<i32>().ok())) {
+                match (
+                    w.as_slice(),
+                    w.get(1).and_then(|t| t.parse::<u16>().ok()),
+                    w.get(3).and_then(|p| p.parse::<i32>().ok()),
+                ) {
                     (["task", _, "pid", _], Some(t), Some(p)) if p > 0 => {
                         if pids.insert(t, p).is_some() {
-                            return Err(fail(child, stdout, format!("task {t} printed twice"), &pids));
+                            return Err(fail(
+                                child,
+                                stdout,
+                                format!("task {t} printed twice"),
+                                &pids,
+                            ));
                         }
                         order.push(t);
                     }
-                    _ => return Err(fail(child, stdout, format!("unexpected stdout line {l:?}"), &pids)),
+                    _ => {
+                        return Err(fail(
+                            child,
+                            stdout,
+                            format!("unexpected stdout line {l:?}"),
+                            &pids,
+                        ))
+                    }
                 }
             }
             Ok(None) => {
                 // EOF before ready: run has ended (or closed stdout).
                 let status = wait_timeout(&mut child, Duration::from_secs(10));
-                let note = if status.is_none() { "stdout closed without ready; killed".to_string() } else { String::new() };
+                let note = if status.is_none() {
+                    "stdout closed without ready; killed".to_string()
+                } else {
+                    String::new()
+                };
                 if status.is_none() {
                     return Err(fail(child, stdout, note, &pids));
                 }
                 for &p in pids.values() {
                     kill(p, libc::SIGKILL);
                 }
-                return Err(Output { status, stdout, stderr: stderr.text(Duration::from_secs(2)), elapsed: start.elapsed(), note });
+                return Err(Output {
+                    status,
+                    stdout,
+                    stderr: stderr.text(Duration::from_secs(2)),
+                    elapsed: start.elapsed(),
+                    note,
+                });
             }
-            Err(_) => return Err(fail(child, stdout, format!("no 'ready' within {CAP:?}; killed"), &pids)),
+            Err(_) => {
+                return Err(fail(
+                    child,
+                    stdout,
+                    format!("no 'ready' within {CAP:?}; killed"),
+                    &pids,
+                ))
+            }
         }
     }
-    Ok(Running { child: Some(child), pgid, pids, order, lines: rx, stderr, start })
+    Ok(Running {
+        child: Some(child),
+        pgid,
+        pids,
+        order,
+        lines: rx,
+        stderr,
+        start,
+    })
 }
 
 /// [`start_stopped`] of `run PLAN --stop ARGS`, panicking when it does not get to `ready`.
 pub fn run_stop(plan: &Path, args: &[&str]) -> Running {
     match start_stopped(run_stop_cmd(plan, args)) {
         Ok(r) => r,
-        Err(o) => panic!("fdslot run {} --stop {} did not get to ready: {o}", plan.display(), args.join(" ")),
+        Err(o) => panic!(
+            "fdslot run {} --stop {} did not get to ready: {o}",
+            plan.display(),
+            args.join(" ")
+        ),
     }
 }
 
 impl Running {
     pub fn pid(&self, task: u16) -> i32 {
         self.pids[&task]
+    }
+
+    /// The pid of `fdslot run` itself.
+    pub fn run_pid(&self) -> i32 {
+        self.pgid
+    }
+
+    /// Each task is a child of its parent= task, or of run when it has none.
+    pub fn assert_parents(&self, plan: &Plan) {
+        let mut bad = Vec::new();
+        for t in &plan.tasks {
+            let want = match t.parent {
+                Some(p) => self.pids[&p],
+                None => self.run_pid(),
+            };
+            let got = proc_ppid(self.pids[&t.id]);
+            if got != Some(want) {
+                bad.push(format!(
+                    "task {} (pid {}): parent pid {got:?}, want {want} ({})",
+                    t.id,
+                    self.pids[&t.id],
+                    t.parent.map_or("run".to_string(), |p| format!("task {p}"))
+                ));
+            }
+        }
+        assert!(bad.is_empty(), "process tree:\n  {}", bad.join("\n  "));
     }
 
     /// SIGCONT to every task.
@@ -906,7 +1121,13 @@ impl Running {
                 kill(p, libc::SIGKILL);
             }
         }
-        Output { status, stdout, stderr: self.stderr.text(Duration::from_secs(2)), elapsed: self.start.elapsed(), note }
+        Output {
+            status,
+            stdout,
+            stderr: self.stderr.text(Duration::from_secs(2)),
+            elapsed: self.start.elapsed(),
+            note,
+        }
     }
 
     /// SIGKILLs every task, then waits for run to exit; run must exit 0 (contract: it waits
@@ -917,7 +1138,11 @@ impl Running {
         }
         let o = self.wait(CAP);
         assert!(o.note.is_empty(), "after killing the tasks: {o}");
-        assert_eq!(o.code(), Some(0), "run must exit 0 once its tasks ended: {o}");
+        assert_eq!(
+            o.code(),
+            Some(0),
+            "run must exit 0 once its tasks ended: {o}"
+        );
         assert_eq!(o.stdout, "", "run printed more after ready: {o}");
         o
     }
@@ -940,8 +1165,20 @@ impl Drop for Running {
 pub fn run_and_check(plan: &Plan, dir: &TmpDir, args: &[&str]) {
     let path = dir.plan(&plan.text());
     let r = run_stop(&path, args);
-    assert_eq!(r.order, plan.task_ids(), "run must print the tasks in plan order");
-    assert_tables(&plan.expect(), &r.pids, &CheckOpts { stopped: true, ..Default::default() });
+    assert_eq!(
+        r.order,
+        plan.task_ids(),
+        "run must print the tasks in plan order"
+    );
+    assert_tables(
+        &plan.expect(),
+        &r.pids,
+        &CheckOpts {
+            stopped: true,
+            ..Default::default()
+        },
+    );
+    r.assert_parents(plan);
     r.finish();
 }
 
@@ -960,7 +1197,9 @@ pub fn strs(v: &[String]) -> Vec<&str> {
 /// Runs a fdslot command to completion with a cap.
 pub fn output(mut cmd: Command) -> Output {
     let start = Instant::now();
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    cmd.stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
     let mut child = cmd.spawn().expect("spawn fdslot");
     let so = Capture::start(child.stdout.take().unwrap());
     let se = Capture::start(child.stderr.take().unwrap());
@@ -998,7 +1237,12 @@ impl Spawned {
         let mut child = cmd.spawn().expect("spawn");
         let stdout = Capture::start(child.stdout.take().unwrap());
         let stderr = Capture::start(child.stderr.take().unwrap());
-        Spawned { child, stdout, stderr, start: Instant::now() }
+        Spawned {
+            child,
+            stdout,
+            stderr,
+            start: Instant::now(),
+        }
     }
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
@@ -1039,7 +1283,12 @@ impl Drop for Spawned {
 /// `fdslot restore PLAN TASK --session S ARGS...` (add `--` and PROG yourself).
 pub fn restore_cmd(plan: &Path, task: u16, session: &str, args: &[&str]) -> Command {
     let mut c = fdslot();
-    c.arg("restore").arg(plan).arg(task.to_string()).arg("--session").arg(session).args(args);
+    c.arg("restore")
+        .arg(plan)
+        .arg(task.to_string())
+        .arg("--session")
+        .arg(session)
+        .args(args);
     c
 }
 
@@ -1047,7 +1296,14 @@ pub fn restore_cmd(plan: &Path, task: u16, session: &str, args: &[&str]) -> Comm
 pub fn seqpacket_pair() -> (OwnedFd, OwnedFd) {
     let mut sv = [0; 2];
     // SAFETY: sv has room for two fds.
-    let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) };
+    let r = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC,
+            0,
+            sv.as_mut_ptr(),
+        )
+    };
     assert_eq!(r, 0, "socketpair: {}", io::Error::last_os_error());
     // SAFETY: fresh fds we own.
     unsafe { (OwnedFd::from_raw_fd(sv[0]), OwnedFd::from_raw_fd(sv[1])) }
@@ -1082,7 +1338,11 @@ pub fn spawn_sync(mut cmd: Command, sync_fd: RawFd) -> (Spawned, OwnedFd) {
 
 /// One packet from `fd`: Ok(Some(bytes)), Ok(None) on EOF, Err on timeout or error.
 pub fn recv_packet(fd: &OwnedFd, cap: Duration) -> Result<Option<Vec<u8>>, String> {
-    let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
     // SAFETY: one valid pollfd.
     let r = unsafe { libc::poll(&mut p, 1, cap.as_millis() as i32) };
     if r == 0 {
@@ -1093,7 +1353,14 @@ pub fn recv_packet(fd: &OwnedFd, cap: Duration) -> Result<Option<Vec<u8>>, Strin
     }
     let mut buf = vec![0u8; 65536];
     // SAFETY: buf is writable for its length.
-    let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
     if n < 0 {
         let e = io::Error::last_os_error();
         if e.raw_os_error() == Some(libc::ECONNRESET) {
@@ -1111,7 +1378,14 @@ pub fn recv_packet(fd: &OwnedFd, cap: Duration) -> Result<Option<Vec<u8>>, Strin
 /// Sends one packet (errors are returned: the task may have died).
 pub fn send_packet(fd: &OwnedFd, msg: &[u8]) -> io::Result<()> {
     // SAFETY: msg is readable for its length.
-    let n = unsafe { libc::send(fd.as_raw_fd(), msg.as_ptr().cast(), msg.len(), libc::MSG_NOSIGNAL) };
+    let n = unsafe {
+        libc::send(
+            fd.as_raw_fd(),
+            msg.as_ptr().cast(),
+            msg.len(),
+            libc::MSG_NOSIGNAL,
+        )
+    };
     if n < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -1125,6 +1399,29 @@ pub fn wait_comm(pid: i32, comm: &str, cap: Duration) -> bool {
     while t.elapsed() < cap {
         if proc_comm(pid).as_deref() == Some(comm) {
             return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+/// Waits until `pid` has exec'd /bin/sleep and sits in nanosleep (so its dynamic loader is
+/// done opening and closing libraries), up to `cap`.
+pub fn wait_sleeping(pid: i32, cap: Duration) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < cap {
+        if matches!(proc_state(pid), None | Some('Z') | Some('X')) {
+            return false; // it ended
+        }
+        if proc_comm(pid).as_deref() == Some("sleep") {
+            let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+            let sys = std::fs::read_to_string(format!("/proc/{pid}/syscall")).unwrap_or_default();
+            let nr = sys.split(' ').next().unwrap_or("");
+            if wchan.contains("nanosleep")
+                || (cfg!(target_arch = "x86_64") && (nr == "35" || nr == "230"))
+            {
+                return true;
+            }
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -1146,7 +1443,12 @@ pub fn wait_fds(pid: i32, want: &BTreeSet<u32>, cap: Duration) -> bool {
 
 /// The fds a task keeps across exec: its planned non-cloexec ones (plus keep).
 pub fn exec_fds(exp: &Expect, task: u16, keep: &[u32]) -> BTreeSet<u32> {
-    exp[&task].iter().filter(|(_, s)| !s.cloexec).map(|(&fd, _)| fd).chain(keep.iter().copied()).collect()
+    exp[&task]
+        .iter()
+        .filter(|(_, s)| !s.cloexec)
+        .map(|(&fd, _)| fd)
+        .chain(keep.iter().copied())
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1165,34 +1467,50 @@ pub struct Rx {
 #[derive(Clone, Debug, Default)]
 pub struct Names {
     pub home: BTreeMap<u16, String>,
+    /// Lines of kinds the contract does not list (`ctl T NAME`, ...), kept verbatim.
+    pub other: Vec<String>,
     pub rx: Vec<Rx>,
 }
 
 /// `fdslot names PLAN --session S ARGS`, parsed (panics on any other output).
 pub fn names(plan: &Path, session: &str, args: &[&str]) -> Names {
     let mut c = fdslot();
-    c.arg("names").arg(plan).arg("--session").arg(session).args(args);
+    c.arg("names")
+        .arg(plan)
+        .arg("--session")
+        .arg(session)
+        .args(args);
     let o = output(c);
     assert_eq!(o.code(), Some(0), "fdslot names failed: {o}");
     let mut n = Names::default();
     for l in o.stdout.lines() {
         let w: Vec<&str> = l.split(' ').collect();
-        let bad = || panic!("bad line from fdslot names: {l:?}\n{o}");
+        fn num<T: std::str::FromStr>(s: &str, l: &str, o: &Output) -> T {
+            s.parse().unwrap_or_else(|_| {
+                panic!("bad number {s:?} in line from fdslot names: {l:?}\n{o}")
+            })
+        }
         match w.as_slice() {
             ["home", t, name] => {
-                let t = t.parse().unwrap_or_else(|_| bad());
-                if n.home.insert(t, name.to_string()).is_some() {
-                    bad();
+                if n.home.insert(num(t, l, &o), name.to_string()).is_some() {
+                    panic!("home of a task printed twice: {l:?}\n{o}");
                 }
             }
             ["rx", t, op, b, slot, name] => n.rx.push(Rx {
-                task: t.parse().unwrap_or_else(|_| bad()),
-                opener: op.parse().unwrap_or_else(|_| bad()),
-                batch: b.parse().unwrap_or_else(|_| bad()),
-                slot: slot.parse().unwrap_or_else(|_| bad()),
+                task: num(t, l, &o),
+                opener: num(op, l, &o),
+                batch: num(b, l, &o),
+                slot: num(slot, l, &o),
                 name: name.to_string(),
             }),
-            _ => bad(),
+            [kind, t, name]
+                if kind.chars().all(|c| c.is_ascii_lowercase())
+                    && t.parse::<u16>().is_ok()
+                    && !name.is_empty() =>
+            {
+                n.other.push(l.to_string())
+            }
+            _ => panic!("bad line from fdslot names: {l:?}\n{o}"),
         }
     }
     n
@@ -1238,28 +1556,97 @@ pub fn bind_abstract(ty: i32, name: &str) -> io::Result<OwnedFd> {
 }
 
 /// Whether a rival socket got anything: a datagram, or a connection. Ok(()) when nothing.
-pub fn rival_got_nothing(ty: i32, s: &OwnedFd) -> Result<(), String> {
-    let mut buf = [0u8; 256];
-    let (r, what) = if ty == libc::SOCK_DGRAM {
-        // SAFETY: buf is writable.
-        (unsafe { libc::recv(s.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) }, "recv")
-    } else {
-        // SAFETY: null address is allowed.
-        let fd = unsafe { libc::accept4(s.as_raw_fd(), std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC) };
-        if fd >= 0 {
-            // SAFETY: fresh fd.
-            unsafe { libc::close(fd) };
+/// With `allow_plain`, datagrams without fds are only reported (eprintln), not refused.
+pub fn rival_got_nothing(ty: i32, s: &OwnedFd, allow_plain: bool) -> Result<(), String> {
+    loop {
+        let mut buf = [0u8; 256];
+        let (r, what) = if ty == libc::SOCK_DGRAM {
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            };
+            let mut cbuf = [0u64; 64];
+            // SAFETY: all-zero msghdr is valid; its buffers outlive the call.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = cbuf.as_mut_ptr().cast();
+            msg.msg_controllen = std::mem::size_of_val(&cbuf);
+            // SAFETY: msg is set up.
+            let n = unsafe {
+                libc::recvmsg(
+                    s.as_raw_fd(),
+                    &mut msg,
+                    libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
+                )
+            };
+            if n >= 0 {
+                let mut fds = 0;
+                // SAFETY: walking the control messages the kernel wrote.
+                unsafe {
+                    let mut c = libc::CMSG_FIRSTHDR(&msg);
+                    while !c.is_null() {
+                        if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_RIGHTS
+                        {
+                            let k = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / 4;
+                            for i in 0..k {
+                                libc::close(std::ptr::read_unaligned(
+                                    libc::CMSG_DATA(c).cast::<RawFd>().add(i),
+                                ));
+                            }
+                            fds += k;
+                        }
+                        c = libc::CMSG_NXTHDR(&msg, c);
+                    }
+                }
+                let what = format!(
+                "rival socket (SOCK_DGRAM) received a {n}-byte datagram {:?} carrying {fds} fds (flags {:#x})",
+                String::from_utf8_lossy(&buf[..n as usize]),
+                msg.msg_flags
+            );
+                if allow_plain && fds == 0 {
+                    eprintln!("note: {what}");
+                    continue;
+                }
+                return Err(what);
+            }
+            (n as isize, "recvmsg")
+        } else {
+            // SAFETY: plain fcntl; the listener must not block accept.
+            unsafe {
+                let fl = libc::fcntl(s.as_raw_fd(), libc::F_GETFL);
+                libc::fcntl(s.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
+            }
+            // SAFETY: null address is allowed.
+            let fd = unsafe {
+                libc::accept4(
+                    s.as_raw_fd(),
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                    libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                )
+            };
+            if fd >= 0 {
+                // SAFETY: fresh fd.
+                unsafe { libc::close(fd) };
+            }
+            (fd as isize, "accept")
+        };
+        if r >= 0 {
+            return Err(format!(
+                "rival socket ({}): {what} succeeded ({r}): it got something",
+                ty_name(ty)
+            ));
         }
-        (fd as isize, "accept")
-    };
-    if r >= 0 {
-        return Err(format!("rival socket ({}): {what} succeeded ({r}): it got something", ty_name(ty)));
-    }
-    let e = io::Error::last_os_error();
-    if e.raw_os_error() == Some(libc::EAGAIN) {
-        Ok(())
-    } else {
-        Err(format!("rival socket ({}): {what}: {e}, expected EAGAIN", ty_name(ty)))
+        let e = io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::EAGAIN) {
+            Ok(())
+        } else {
+            Err(format!(
+                "rival socket ({}): {what}: {e}, expected EAGAIN",
+                ty_name(ty)
+            ))
+        };
     }
 }
 
@@ -1276,7 +1663,10 @@ pub fn ty_name(ty: i32) -> &'static str {
 /// NAME (None: to the connected peer).
 pub fn send_fd(s: &OwnedFd, name: Option<&str>, fd: RawFd) -> io::Result<()> {
     let mut byte = [b'x'];
-    let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
     // SAFETY: CMSG_SPACE is a pure computation.
     let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
     let mut cbuf = vec![0u64; space.div_ceil(8)];
@@ -1321,7 +1711,14 @@ pub fn connect_abstract(s: &OwnedFd, name: &str) -> io::Result<()> {
 
 /// Opens `path` close-on-exec (O_RDWR|O_CREAT).
 pub fn open_rw(path: &Path) -> OwnedFd {
-    std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).unwrap().into()
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .unwrap()
+        .into()
 }
 
 /// Counts per key.
