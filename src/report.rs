@@ -1,7 +1,7 @@
 //! Failures carry where they happened (task, fd, object, the call, the errno); they are turned
 //! into one line only here, at the edge.
 
-use crate::plan::{Plan, KIND_PIPE};
+use crate::plan::{kind_name, Plan, KIND_FIFO, KIND_MEMFD, KIND_PIPE, KIND_REG, KIND_SOCKETPAIR};
 use crate::sys::Errno;
 use crate::text::Line;
 
@@ -79,11 +79,14 @@ impl Failure {
             }
             if let Some((o, end)) = self.object {
                 let obj = &plan.objects[o as usize];
-                if obj.kind == KIND_PIPE {
-                    out.str(" (pipe ").num(obj.id as u64).str(if end == 0 { " r)" } else { " w)" });
-                } else {
-                    out.str(" (reg ").num(obj.id as u64).str(" ").push(plan.span(obj.path)).str(")");
-                }
+                out.str(" (").str(kind_name(obj.kind)).str(" ").num(obj.id as u64);
+                match obj.kind {
+                    KIND_PIPE => out.str(if end == 0 { " r" } else { " w" }),
+                    KIND_SOCKETPAIR => out.str(if end == 0 { " a" } else { " b" }),
+                    KIND_REG | KIND_FIFO | KIND_MEMFD => out.str(" ").push(plan.span(obj.path)),
+                    _ => out,
+                };
+                out.str(")");
             }
             out.str(": ");
         }

@@ -114,7 +114,7 @@ pub fn cmd_run(a: &mut Args, envp: *const *const u8) -> i32 {
         envp,
     };
     for t in 0..plan.tasks.len() {
-        if plan.tasks[t].parent == 0 {
+        if plan.tasks[t].parent == 0 && plan.tasks[t].files == 0 {
             if let Err(code) = run.spawn(t) {
                 return run.abort(code);
             }
@@ -124,10 +124,20 @@ pub fn cmd_run(a: &mut Args, envp: *const *const u8) -> i32 {
 }
 
 impl<'a> Run<'a> {
-    /// Forks task t; in the child, never returns.
+    /// Creates task t: a fork, or for a task that shares its creator's fd table a clone with
+    /// CLONE_FILES (and CLONE_PARENT when the two are siblings). In the child, never returns.
     fn spawn(&mut self, t: usize) -> Result<i32, i32> {
-        let parent = proc::getpid();
-        match proc::fork() {
+        let task = self.plan.tasks[t];
+        let mut flags = 0usize;
+        let mut parent = proc::getpid();
+        if task.files != 0 {
+            flags |= g::CLONE_FILES as usize;
+            if task.files != task.parent {
+                flags |= g::CLONE_PARENT as usize;
+                parent = proc::getppid();
+            }
+        }
+        match proc::clone_process(flags) {
             Ok(0) => {
                 // Until restored, a task must not outlive its parent: nobody would reap or
                 // report it. If the parent died before the flag was set, give up now.
@@ -144,34 +154,61 @@ impl<'a> Run<'a> {
             }
             Err(e) => {
                 let mut l = Line::<200>::new();
-                l.str("fdslot: task ").num(self.plan.tasks[t].id as u64).str(": fork: ").str(e.name().unwrap_or("error"));
+                l.str("fdslot: task ").num(task.id as u64).str(": clone: ").str(e.name().unwrap_or("error"));
                 self.shared.record_failure(t, EXIT_RESTORE, l.peek());
                 Err(EXIT_RESTORE as i32)
             }
         }
     }
 
+    /// Whether task t creates task u: the task whose table u shares, else u's parent.
+    fn creates(&self, t: usize, u: usize) -> bool {
+        let task = &self.plan.tasks[u];
+        if task.files != 0 {
+            task.files as usize == t + 1
+        } else {
+            task.parent as usize == t + 1
+        }
+    }
+
     /// The body of one task process.
     fn task_main(&mut self, t: usize) -> i32 {
         let _ = proc::sigprocmask(g::SIG_SETMASK, self.old_mask);
-        let me = self.shared.task(t);
-        me.pid.store(proc::getpid(), Ordering::Release);
-        me.state.store(STATE_STARTED, Ordering::Release);
+        self.shared.task(t).pid.store(proc::getpid(), Ordering::Release);
+        self.shared.task(t).state.store(STATE_STARTED, Ordering::Release);
+        #[cfg(not(any(test, feature = "std")))]
+        crate::rt::PANIC_FD.store(-1, Ordering::Relaxed);
         for u in 0..self.plan.tasks.len() {
-            if self.plan.tasks[u].parent as usize == t + 1 && self.spawn(u).is_err() {
+            if self.creates(t, u) && self.spawn(u).is_err() {
                 return EXIT_RESTORE as i32;
             }
         }
-        #[cfg(not(any(test, feature = "std")))]
-        crate::rt::PANIC_FD.store(-1, Ordering::Relaxed);
-        let mut barrier = Barrier { mode: Mode::Shared(&self.shared), err_fd: -1, chan_fd: self.event_fd, ctl_fd: -1 };
-        if let Err(f) = restore_task(self.plan, &mut self.roles, t, &self.session, &mut barrier) {
-            let mut line = Line::<240>::new();
-            f.format(self.plan, &mut line);
-            barrier.fail(self.plan, &self.names, t, f.code, line.as_bytes());
-            return f.code as i32;
+        let task = self.plan.tasks[t];
+        if task.files != 0 {
+            // This table is its owner's: touch no fd, wait for the owner to rebuild it.
+            match self.shared.wait_owner(task.owner as usize, self.session.deadline) {
+                Ok(true) => {}
+                _ => return EXIT_PEER as i32,
+            }
+            if task.nofile != 0 {
+                if let Err(e) = crate::restore::set_nofile(task.nofile) {
+                    let mut line = Line::<240>::new();
+                    line.str("fdslot: task ").num(task.id as u64).str(": setrlimit RLIMIT_NOFILE (nofile=): ").str(e.name().unwrap_or("error"));
+                    self.shared.record_failure(t, EXIT_RESTORE, line.peek());
+                    return EXIT_RESTORE as i32;
+                }
+            }
+            self.shared.task(t).state.store(STATE_DONE, Ordering::Release);
+        } else {
+            let mut barrier = Barrier { mode: Mode::Shared(&self.shared), err_fd: -1, chan_fd: self.event_fd, ctl_fd: -1 };
+            if let Err(f) = restore_task(self.plan, &mut self.roles, t, &self.session, &mut barrier) {
+                let mut line = Line::<240>::new();
+                f.format(self.plan, &mut line);
+                barrier.fail(self.plan, &self.names, t, f.code, line.as_bytes());
+                return f.code as i32;
+            }
+            barrier.close();
         }
-        barrier.close();
         if self.stop {
             // Stop only once every child task has: then our own stop means the subtree is ready.
             for u in 0..self.plan.tasks.len() {
@@ -185,13 +222,13 @@ impl<'a> Run<'a> {
             let _ = proc::kill(proc::getpid(), g::SIGSTOP);
         }
         let _ = proc::prctl(linux_raw_sys::prctl::PR_SET_PDEATHSIG, 0);
-        let exec = self.plan.tasks[t].exec;
+        let exec = task.exec;
         if exec.len == 0 {
             return 0;
         }
         let e = exec::exec_plan_argv(self.plan, exec, self.envp);
         let mut line = Line::<240>::new();
-        line.str("fdslot: task ").num(self.plan.tasks[t].id as u64).str(": exec: ").str(e.name().unwrap_or("error"));
+        line.str("fdslot: task ").num(task.id as u64).str(": exec: ").str(e.name().unwrap_or("error"));
         self.shared.record_failure(t, EXIT_RESTORE, line.peek());
         127
     }

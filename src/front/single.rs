@@ -61,6 +61,13 @@ pub fn cmd_restore(a: &mut Args, envp: *const *const u8) -> i32 {
         eprint(l.as_bytes());
         return EXIT_USAGE as i32;
     };
+    if plan.tasks[t].files != 0 {
+        let mut l = Line::<200>::new();
+        l.str("fdslot: task ").num(task_id as u64).str(" shares task ").num(plan.tasks[plan.tasks[t].owner as usize].id as u64);
+        l.str("'s fd table (files=): restore that task only\n");
+        eprint(l.as_bytes());
+        return EXIT_USAGE as i32;
+    }
     let mut roles = match compute_roles(&plan, batch) {
         Ok(r) => r,
         Err(c) => return c,

@@ -32,6 +32,36 @@ pub const MAX_ARG_BYTES: usize = 128 * 1024;
 /// An object's kind.
 pub const KIND_REG: u8 = 1;
 pub const KIND_PIPE: u8 = 2;
+pub const KIND_FIFO: u8 = 3;
+pub const KIND_SOCKETPAIR: u8 = 4;
+pub const KIND_EVENTFD: u8 = 5;
+pub const KIND_MEMFD: u8 = 6;
+pub const KIND_REOPEN: u8 = 7;
+pub const KIND_INHERIT: u8 = 8;
+
+/// The keyword of each kind, for messages.
+pub fn kind_name(kind: u8) -> &'static str {
+    match kind {
+        KIND_REG => "reg",
+        KIND_PIPE => "pipe",
+        KIND_FIFO => "fifo",
+        KIND_SOCKETPAIR => "socketpair",
+        KIND_EVENTFD => "eventfd",
+        KIND_MEMFD => "memfd",
+        KIND_REOPEN => "reopen",
+        _ => "inherit",
+    }
+}
+
+/// Kinds whose one creation yields two descriptions (ends 0 and 1).
+pub fn two_ended(kind: u8) -> bool {
+    kind == KIND_PIPE || kind == KIND_SOCKETPAIR
+}
+
+/// The longest memfd name (the kernel allows 249 bytes).
+pub const MAX_MEMFD_NAME: usize = 249;
+/// The most inherited fds one opener may hold.
+pub const MAX_INHERIT_PER_TASK: usize = 256;
 
 /// A byte range of the plan text (an encoded path or argv).
 #[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
@@ -50,6 +80,17 @@ pub struct Task {
     pub line: u32,
     /// The encoded `exec=` value; empty for none.
     pub exec: Span,
+    /// `files=`: index + 1 of the task whose fd table this one shares (and that creates it
+    /// with CLONE_FILES); 0 for a table of its own.
+    pub files: u16,
+    /// The index of the task that owns this task's fd table: itself, or the end of its
+    /// `files=` chain. Targets are kept on owners only.
+    pub owner: u16,
+    /// How many other tasks share this task's table (on owners).
+    pub sharers: u16,
+    pub _pad: u16,
+    /// `nofile=`: RLIMIT_NOFILE for the restored program; 0 for unchanged.
+    pub nofile: u32,
 }
 
 /// One object: an open file description (a pipe: one pipe() call, two descriptions).
@@ -65,9 +106,18 @@ pub struct Object {
     pub flags: u32,
     pub mode: u32,
     pub line: u32,
-    /// The encoded path (reg only).
+    /// The encoded path (reg, fifo), or name (memfd).
     pub path: Span,
     pub pos: u64,
+    /// pipe and memfd `size=` (with `has_size`).
+    pub size: u64,
+    /// eventfd `count=`; inherit's fd; reopen's pipe (object index).
+    pub value: u64,
+    /// pipe and memfd `data=` (encoded path).
+    pub data: Span,
+    /// socketpair's type; reopen's end; memfd's seals.
+    pub extra: u32,
+    pub has_size: u8,
 }
 
 /// One target: fd `fd` of task `task` holds end `end` of object `object`.

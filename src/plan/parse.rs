@@ -27,6 +27,11 @@ const FLAG_NAMES: &[(&str, u32)] = &[
     ("noctty", g::O_NOCTTY),
 ];
 
+const NONBLOCK: &[(&str, u32)] = &[("nonblock", g::O_NONBLOCK)];
+const EVENTFD_FLAGS: &[(&str, u32)] = &[("semaphore", 1), ("nonblock", g::O_NONBLOCK)];
+const MEMFD_FLAGS: &[(&str, u32)] = &[("append", g::O_APPEND), ("nonblock", g::O_NONBLOCK)];
+const SEAL_NAMES: &[(&str, u32)] = &[("seal", 1), ("shrink", 2), ("grow", 4), ("write", 8), ("future_write", 16)];
+
 struct Counts {
     tasks: usize,
     objects: usize,
@@ -63,7 +68,7 @@ pub fn load(text: &[u8]) -> Result<Plan<'_>, PlanError> {
     let task_index = arena.take::<u16>(65536);
     let scratch = arena.take::<u64>(counts.objects);
     fill(text, tasks, objects, targets, task_index)?;
-    super::check::check(text, tasks, objects, targets, task_first, task_index, scratch)?;
+    super::check::check(tasks, objects, targets, task_first, task_index, scratch)?;
     Ok(Plan { text, tasks, objects, targets, task_first, task_index })
 }
 
@@ -87,8 +92,8 @@ fn count(text: &[u8]) -> Result<Counts, PlanError> {
         }
         match kw {
             b"task" => c.tasks += 1,
-            b"reg" | b"pipe" => c.objects += 1,
-            b"at" | b"r" | b"w" => c.targets += 1,
+            b"reg" | b"pipe" | b"fifo" | b"socketpair" | b"eventfd" | b"memfd" | b"reopen" | b"inherit" => c.objects += 1,
+            b"at" | b"r" | b"w" | b"a" | b"b" => c.targets += 1,
             b"fdslot" => return Err(err(no, "'fdslot' header repeated")),
             _ => return Err(err_tok(no, "unknown keyword", kw)),
         }
@@ -152,14 +157,15 @@ fn span_of(text: &[u8], s: &[u8]) -> Span {
     Span { off: (s.as_ptr() as usize - text.as_ptr() as usize) as u32, len: s.len() as u32 }
 }
 
-fn parse_flags(line: u32, v: &[u8]) -> Result<u32, PlanError> {
-    if v.first().is_some_and(|b| b.is_ascii_digit()) {
+/// Parses `flags=`: names from `names`, or (where `numeric`) one number.
+fn parse_flags(line: u32, v: &[u8], names: &[(&str, u32)], numeric: bool) -> Result<u32, PlanError> {
+    if numeric && v.first().is_some_and(|b| b.is_ascii_digit()) {
         let n = parse_u64(v).filter(|&n| n <= u32::MAX as u64).ok_or_else(|| err_tok(line, "bad flags number", v))?;
         return Ok(n as u32);
     }
     let (mut flags, mut access) = (0u32, None);
     for name in v.split(|&b| b == b',') {
-        let &(_, bit) = FLAG_NAMES.iter().find(|(n, _)| n.as_bytes() == name).ok_or_else(|| err_tok(line, "unknown flag", name))?;
+        let &(_, bit) = names.iter().find(|(n, _)| n.as_bytes() == name).ok_or_else(|| err_tok(line, "unknown or unsupported flag", name))?;
         if matches!(name, b"rdonly" | b"wronly" | b"rdwr") {
             if access.is_some_and(|a| a != bit) {
                 return Err(err(line, "conflicting access modes in flags="));
@@ -196,10 +202,10 @@ fn fill(
                     e.msg.num(id as u64).str(" declared twice (first at line ").num(tasks[task_index[id as usize] as usize - 1].line as u64).str(")");
                     return Err(e);
                 }
-                let mut t = Task { id, parent: 0, line, exec: Span::default() };
+                let mut t = Task { id, line, ..Task::default() };
                 let mut opts = Options::new(line);
                 for tok in toks {
-                    match opts.split(tok, &["parent", "exec"])? {
+                    match opts.split(tok, &["parent", "exec", "files", "nofile"])? {
                         (0, v) => {
                             let p = task_id(line, v, "bad parent id")?;
                             if p == id {
@@ -211,6 +217,21 @@ fn fill(
                                 e.msg.num(p as u64).str(" must be declared before task ").num(id as u64);
                                 return Err(e);
                             }
+                        }
+                        (2, v) => {
+                            let p = task_id(line, v, "bad files= task id")?;
+                            if p == id {
+                                return Err(err(line, "a task cannot share its own table (files=)"));
+                            }
+                            t.files = task_index[p as usize];
+                            if t.files == 0 {
+                                let mut e = err(line, "files=");
+                                e.msg.num(p as u64).str(": task ").num(p as u64).str(" must be declared before task ").num(id as u64);
+                                return Err(e);
+                            }
+                        }
+                        (3, v) => {
+                            t.nofile = parse_radix(v, 10).filter(|&n| (1..=NR_OPEN as u64).contains(&n)).ok_or_else(|| err_tok(line, "bad nofile (1..=1048576)", v))? as u32;
                         }
                         (_, v) => {
                             let (mut args, mut bytes) = (0usize, 0usize);
@@ -232,44 +253,8 @@ fn fill(
                 nt += 1;
                 task_index[id as usize] = nt as u16;
             }
-            b"reg" | b"pipe" => {
-                let kind = if kw == b"reg" { KIND_REG } else { KIND_PIPE };
-                let idtok = toks.next().ok_or_else(|| err(line, "object needs an id"))?;
-                let id = match parse_radix(idtok, 10) {
-                    Some(v) if (1..=u32::MAX as u64).contains(&v) => v as u32,
-                    _ => return Err(err_tok(line, "bad object id (1..=4294967295)", idtok)),
-                };
-                let mut o = Object { id, kind, line, ..Object::default() };
-                if kind == KIND_REG {
-                    let p = toks.next().ok_or_else(|| err(line, "reg needs a path"))?;
-                    if p.contains(&b'=') && !p.starts_with(b"/") && !p.starts_with(b".") {
-                        return Err(err_tok(line, "reg needs a path before its options, got", p));
-                    }
-                    let n = encoded(line, p, "path")?;
-                    if n > MAX_PATH {
-                        return Err(err(line, "path is longer than 4095 bytes"));
-                    }
-                    o.path = span_of(text, p);
-                }
-                let mut opts = Options::new(line);
-                for tok in toks {
-                    let keys: &[&str] = if kind == KIND_REG { &["opener", "flags", "mode", "pos"] } else { &["opener"] };
-                    match opts.split(tok, keys)? {
-                        (0, v) => {
-                            o.opener = task_id(line, v, "bad opener task id")?;
-                            o.explicit_opener = 1;
-                        }
-                        (1, v) => o.flags = parse_flags(line, v)?,
-                        (2, v) => {
-                            let v = v.strip_prefix(b"0o").unwrap_or(v);
-                            o.mode = parse_radix(v, 8).filter(|&m| m <= 0o7777).ok_or_else(|| err_tok(line, "bad mode (octal, at most 7777)", v))? as u32;
-                        }
-                        (_, v) => {
-                            o.pos = parse_radix(v, 10).filter(|&p| p <= i64::MAX as u64).ok_or_else(|| err_tok(line, "bad pos", v))?;
-                        }
-                    }
-                }
-                objects[no] = o;
+            b"reg" | b"pipe" | b"fifo" | b"socketpair" | b"eventfd" | b"memfd" | b"reopen" | b"inherit" => {
+                objects[no] = parse_object(text, line, kw, &mut toks)?;
                 no += 1;
             }
             _ => {
@@ -278,11 +263,16 @@ fn fill(
                     return Err(err(line, "target line before any object"));
                 };
                 let end = match (kw, o.kind) {
-                    (b"at", KIND_REG) => 0,
-                    (b"r", KIND_PIPE) => 0,
-                    (b"w", KIND_PIPE) => 1,
-                    (_, KIND_REG) => return Err(err_tok(line, "a reg object's targets are 'at', not", kw)),
-                    _ => return Err(err_tok(line, "a pipe's targets are 'r' or 'w', not", kw)),
+                    (b"r", KIND_PIPE) | (b"a", KIND_SOCKETPAIR) => 0,
+                    (b"w", KIND_PIPE) | (b"b", KIND_SOCKETPAIR) => 1,
+                    (_, KIND_PIPE) => return Err(err_tok(line, "a pipe's targets are 'r' or 'w', not", kw)),
+                    (_, KIND_SOCKETPAIR) => return Err(err_tok(line, "a socketpair's targets are 'a' or 'b', not", kw)),
+                    (b"at", _) => 0,
+                    _ => {
+                        let mut e = err_tok(line, "targets of this kind are 'at', not", kw);
+                        e.msg.str(" (").str(kind_name(o.kind)).str(")");
+                        return Err(e);
+                    }
                 };
                 let spec = toks.next().ok_or_else(|| err(line, "target needs TASK:FD"))?;
                 let colon = spec.iter().position(|&b| b == b':').ok_or_else(|| err_tok(line, "target must be TASK:FD, got", spec))?;
@@ -307,3 +297,125 @@ fn fill(
     }
     Ok(())
 }
+
+fn object_id(line: u32, tok: Option<&[u8]>) -> Result<u32, PlanError> {
+    let tok = tok.ok_or_else(|| err(line, "object needs an id"))?;
+    match parse_radix(tok, 10) {
+        Some(v) if (1..=u32::MAX as u64).contains(&v) => Ok(v as u32),
+        _ => Err(err_tok(line, "bad object id (1..=4294967295)", tok)),
+    }
+}
+
+/// A path-like word (a path, a memfd name): encoded right, and not an option by mistake.
+fn path_word(text: &[u8], line: u32, tok: Option<&[u8]>, what: &str, max: usize) -> Result<Span, PlanError> {
+    let p = tok.ok_or_else(|| {
+        let mut e = err(line, "missing ");
+        e.msg.str(what);
+        e
+    })?;
+    if p.contains(&b'=') && !p.starts_with(b"/") && !p.starts_with(b".") {
+        let mut e = err_tok(line, "expected a", p);
+        e.msg.str(" before the options: ").str(what);
+        return Err(e);
+    }
+    if encoded(line, p, what)? > max {
+        let mut e = err(line, what);
+        e.msg.str(" is longer than ").num(max as u64).str(" bytes");
+        return Err(e);
+    }
+    Ok(span_of(text, p))
+}
+
+fn number(line: u32, v: &[u8], what: &str, max: u64) -> Result<u64, PlanError> {
+    parse_u64(v).filter(|&n| n <= max).ok_or_else(|| err_tok(line, what, v))
+}
+
+/// One object line: `KIND ID [positional words] [key=value...]`.
+fn parse_object<'a>(text: &'a [u8], line: u32, kw: &[u8], toks: &mut Tokens<'a>) -> Result<Object, PlanError> {
+    let kind = match kw {
+        b"reg" => KIND_REG,
+        b"pipe" => KIND_PIPE,
+        b"fifo" => KIND_FIFO,
+        b"socketpair" => KIND_SOCKETPAIR,
+        b"eventfd" => KIND_EVENTFD,
+        b"memfd" => KIND_MEMFD,
+        b"reopen" => KIND_REOPEN,
+        _ => KIND_INHERIT,
+    };
+    let id = object_id(line, toks.next())?;
+    let mut o = Object { id, kind, line, ..Object::default() };
+    // Positional words, then the keys each kind takes.
+    let keys: &[&str] = match kind {
+        KIND_REG => {
+            o.path = path_word(text, line, toks.next(), "path", MAX_PATH)?;
+            &["opener", "flags", "mode", "pos"]
+        }
+        KIND_FIFO => {
+            o.path = path_word(text, line, toks.next(), "path", MAX_PATH)?;
+            &["opener", "flags"]
+        }
+        KIND_PIPE => &["opener", "data", "size"],
+        KIND_SOCKETPAIR => {
+            o.extra = match toks.next() {
+                Some(b"stream") => linux_raw_sys::net::SOCK_STREAM,
+                Some(b"dgram") => linux_raw_sys::net::SOCK_DGRAM,
+                Some(b"seqpacket") => linux_raw_sys::net::SOCK_SEQPACKET,
+                Some(t) => return Err(err_tok(line, "socketpair type must be stream, dgram or seqpacket, not", t)),
+                None => return Err(err(line, "socketpair needs a type: stream, dgram or seqpacket")),
+            };
+            &["opener", "flags"]
+        }
+        KIND_EVENTFD => &["opener", "flags", "count"],
+        KIND_MEMFD => {
+            o.path = path_word(text, line, toks.next(), "memfd name", MAX_MEMFD_NAME)?;
+            &["opener", "flags", "size", "data", "seals", "pos"]
+        }
+        KIND_REOPEN => {
+            o.value = object_id(line, toks.next())? as u64;
+            o.extra = match toks.next() {
+                Some(b"r") => 0,
+                Some(b"w") => 1,
+                Some(t) => return Err(err_tok(line, "reopen names a pipe end, r or w, not", t)),
+                None => return Err(err(line, "reopen needs PIPE and an end, r or w")),
+            };
+            &["flags"]
+        }
+        _ => {
+            let t = toks.next().ok_or_else(|| err(line, "inherit needs the FD it is found at"))?;
+            o.value = parse_radix(t, 10).filter(|&f| f < NR_OPEN as u64).ok_or_else(|| err_tok(line, "bad inherit fd", t))?;
+            &["opener"]
+        }
+    };
+    let mut opts = Options::new(line);
+    for tok in toks {
+        let (k, v) = opts.split(tok, keys)?;
+        match keys[k] {
+            "opener" => {
+                o.opener = task_id(line, v, "bad opener task id")?;
+                o.explicit_opener = 1;
+            }
+            "flags" => {
+                o.flags = match kind {
+                    KIND_REG | KIND_FIFO => parse_flags(line, v, FLAG_NAMES, true)?,
+                    KIND_EVENTFD => parse_flags(line, v, EVENTFD_FLAGS, false)?,
+                    KIND_MEMFD => parse_flags(line, v, MEMFD_FLAGS, false)?,
+                    _ => parse_flags(line, v, NONBLOCK, false)?,
+                }
+            }
+            "mode" => {
+                let v = v.strip_prefix(b"0o").unwrap_or(v);
+                o.mode = parse_radix(v, 8).filter(|&m| m <= 0o7777).ok_or_else(|| err_tok(line, "bad mode (octal, at most 7777)", v))? as u32;
+            }
+            "pos" => o.pos = number(line, v, "bad pos", i64::MAX as u64)?,
+            "size" => {
+                o.size = number(line, v, "bad size", i64::MAX as u64)?;
+                o.has_size = 1;
+            }
+            "count" => o.value = number(line, v, "bad count (at most 2^64-2)", u64::MAX - 1)?,
+            "data" => o.data = path_word(text, line, Some(v), "data path", MAX_PATH)?,
+            _ => o.extra = parse_flags(line, v, SEAL_NAMES, false)?,
+        }
+    }
+    Ok(o)
+}
+

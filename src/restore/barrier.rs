@@ -76,6 +76,25 @@ impl Shared {
         unsafe { &*(self.base.add(core::mem::size_of::<SharedHeader>() + t * core::mem::size_of::<SharedTask>()) as *const SharedTask) }
     }
 
+    /// Waits until task `owner` has finished its restore (Ok(true)) or failed (Ok(false)), or
+    /// the deadline passes (Err).
+    pub fn wait_owner(&self, owner: usize, deadline: u64) -> Result<bool, ()> {
+        let state = &self.task(owner).state;
+        loop {
+            match state.load(Ordering::Acquire) {
+                STATE_DONE => return Ok(true),
+                STATE_FAILED => return Ok(false),
+                s => {
+                    if self.header().go.load(Ordering::Acquire) == GO_ABORT {
+                        return Ok(false);
+                    }
+                    let Some(left) = remaining(deadline) else { return Err(()) };
+                    let _ = proc::futex_wait(state, s, left.min(100_000_000));
+                }
+            }
+        }
+    }
+
     /// Records a failure line for task t (first writer wins) and aborts the barrier.
     pub fn record_failure(&self, t: usize, code: u8, line: &[u8]) {
         let rec = self.task(t);
@@ -86,6 +105,7 @@ impl Shared {
             rec.code.store(code as u32, Ordering::Relaxed);
             rec.len.store(n as u32, Ordering::Release);
             self.header().failed.fetch_add(1, Ordering::AcqRel);
+            proc::futex_wake_all(&rec.state);
         }
         self.abort();
     }
@@ -224,7 +244,9 @@ impl<'a> Barrier<'a> {
             Mode::Shared(sh) => {
                 let h = sh.header();
                 sh.task(t).state.store(STATE_BOUND, Ordering::Release);
-                if h.bound.fetch_add(1, Ordering::AcqRel) + 1 == sh.ntasks as u32
+                // A table's owner answers for the tasks that share its table.
+                let weight = 1 + plan.tasks[t].sharers as u32;
+                if h.bound.fetch_add(weight, Ordering::AcqRel) + weight == sh.ntasks as u32
                     && h.go.compare_exchange(GO_WAIT, GO, Ordering::AcqRel, Ordering::Acquire).is_ok()
                 {
                     proc::futex_wake_all(&h.go);
@@ -293,13 +315,14 @@ impl<'a> Barrier<'a> {
         let nt = plan.tasks.len();
         let mut arena = crate::arena::Arena::map(nt).map_err(|e| Failure::sys(t, "mmap", e))?;
         let seen = arena.take::<u8>(nt);
-        let mut missing = nt - 1;
+        // Tasks that share another's table take no part: their owner speaks for them.
+        let mut missing = (1..nt).filter(|&u| plan.tasks[u].files == 0).count();
         let uid = proc::getuid();
         while missing > 0 {
             match wait_readable(ctl, deadline) {
                 Ok(true) => {}
                 Ok(false) => {
-                    let late = (1..nt).find(|&u| seen[u] == 0).unwrap_or(0);
+                    let late = (1..nt).find(|&u| seen[u] == 0 && plan.tasks[u].files == 0).unwrap_or(0);
                     self.peers_send_all(plan, names, MSG_ABORT);
                     return Err(Failure::new(EXIT_PEER, t, "timed out waiting for").peer(late).then(" to bind its sockets"));
                 }
@@ -329,7 +352,7 @@ impl<'a> Barrier<'a> {
             if got.from.name_bytes() != names.ctl(id).name_bytes() || got.creds.map(|c| c.1) != Some(uid) {
                 continue;
             }
-            if seen[u] == 0 {
+            if seen[u] == 0 && plan.tasks[u].files == 0 {
                 seen[u] = 1;
                 missing -= 1;
             }
@@ -346,11 +369,12 @@ impl<'a> Barrier<'a> {
     }
 
     /// Reports that this task's table is complete.
-    pub fn done(&mut self, t: usize) -> Result<(), Failure> {
+    pub fn done(&mut self, plan: &Plan<'_>, t: usize) -> Result<(), Failure> {
         match self.mode {
             Mode::Shared(sh) => {
                 sh.task(t).state.store(STATE_DONE, Ordering::Release);
-                sh.header().done.fetch_add(1, Ordering::AcqRel);
+                proc::futex_wake_all(&sh.task(t).state);
+                sh.header().done.fetch_add(1 + plan.tasks[t].sharers as u32, Ordering::AcqRel);
                 let _ = fd::write(self.chan_fd, &1u64.to_ne_bytes());
                 Ok(())
             }

@@ -9,7 +9,7 @@ pub mod roles;
 pub mod slots;
 pub mod transport;
 
-use crate::plan::{file_of, Plan, Target};
+use crate::plan::{file_of, Plan, Target, KIND_INHERIT, KIND_REOPEN};
 use crate::report::{Failure, EXIT_PEER, EXIT_RESTORE, EXIT_USAGE};
 use crate::sys::socket::{self as sock};
 use crate::sys::{fd, proc, Errno, Fd};
@@ -54,7 +54,18 @@ pub fn restore_task(
 ) -> Result<(), Failure> {
     let planned = plan.task_targets(t);
     let limit = check_limits(plan, roles, t, session, barrier)?;
-    let mut slots = Slots::new(planned, session.keep, limit, barrier.fds());
+    // Inherited descriptions are found at fixed numbers: collect them first, so that no
+    // service number is handed out over one before it is adopted.
+    let mut inherited: heapless::Vec<u32, { crate::plan::MAX_INHERIT_PER_TASK }> = heapless::Vec::new();
+    for &oi in roles.opens(t) {
+        let o = &plan.objects[oi as usize];
+        if o.kind == KIND_INHERIT && inherited.push(o.value as u32).is_err() {
+            return Err(Failure::new(EXIT_USAGE, t, "more inherit objects than one task may open").num(": at most ", crate::plan::MAX_INHERIT_PER_TASK as u64));
+        }
+    }
+    crate::sort::sort_by_key(&mut inherited, |&f| f);
+    let mut slots = Slots::new(planned, session.keep, limit, barrier.fds(), &inherited);
+    adopt_inherited(plan, roles, t, &mut slots)?;
     barrier.adopt(&mut slots, t)?;
     close_unplanned(session.keep, &barrier.fds(), limit).map_err(|e| Failure::sys(t, "close_range", e))?;
 
@@ -64,6 +75,27 @@ pub fn restore_task(
         let _ = fd::close(task.home);
     }
     result
+}
+
+/// Copies each inherited description this task opens into the service range (the number it
+/// was found at is closed with everything else unplanned).
+fn adopt_inherited(plan: &Plan<'_>, roles: &mut Roles<'_>, t: usize, slots: &mut Slots<'_>) -> Result<(), Failure> {
+    let (ob, oe) = (roles.task_opened[t] as usize, roles.task_opened[t + 1] as usize);
+    for k in ob..oe {
+        let oi = roles.opened[k];
+        let o = &plan.objects[oi as usize];
+        if o.kind != KIND_INHERIT {
+            continue;
+        }
+        let found = o.value as Fd;
+        if fd::fcntl(found, g::F_GETFD, 0).is_err() {
+            return Err(Failure::new(EXIT_RESTORE, t, "the inherited fd is not open in this task").at_fd(found as u32).on(oi, 0));
+        }
+        let to = slots.take().ok_or_else(|| Failure::new(EXIT_RESTORE, t, "no fd number left to hold a file").on(oi, 0))?;
+        fd::dup3(found, to, g::O_CLOEXEC).map_err(|e| Failure::sys(t, "dup3 (inherit)", e).at_fd(found as u32).on(oi, 0))?;
+        roles.held_fd[file_of(oi, 0)] = to + 1;
+    }
+    Ok(())
 }
 
 /// Refuses, before any change, a plan that cannot fit under RLIMIT_NOFILE; returns the limit.
@@ -81,7 +113,8 @@ fn check_limits(plan: &Plan<'_>, roles: &Roles<'_>, t: usize, session: &Session<
             return Err(Failure::new(EXIT_USAGE, t, "--keep names a planned slot").at_fd(k));
         }
     }
-    let service = barrier.service_need() + (!roles.sends(t).is_empty()) as usize + roles.held[t] as usize + 1;
+    let inherits = roles.opens(t).iter().filter(|&&o| plan.objects[o as usize].kind == KIND_INHERIT).count();
+    let service = barrier.service_need() + (!roles.sends(t).is_empty()) as usize + roles.held[t] as usize + inherits + 1;
     let need = planned.len() + session.keep.len() + service;
     if need > limit as usize {
         return Err(Failure::new(EXIT_RESTORE, t, "planned, kept and the restorer's own fds do not fit under RLIMIT_NOFILE")
@@ -150,7 +183,10 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
                 }
             }
         }
-        barrier.done(t)
+        if let Some(n) = core::num::NonZeroU32::new(self.plan.tasks[t].nofile) {
+            set_nofile(n.get()).map_err(|e| Failure::sys(t, "setrlimit RLIMIT_NOFILE (nofile=)", e))?;
+        }
+        barrier.done(self.plan, t)
     }
 
     fn target(&self, i: u32) -> &Target {
@@ -200,7 +236,20 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         for k in ob..oe {
             let oi = self.roles.opened[k];
             let obj = self.plan.objects[oi as usize];
-            let opened = open::open_object(self.plan, &obj).map_err(|(what, e)| {
+            let base = if obj.kind == KIND_REOPEN { self.held(file_of(obj.value as u32, obj.extra as u8)) } else { -1 };
+            let opened = if obj.kind == KIND_INHERIT {
+                // Adopted at the start: it already sits in the service range.
+                let f = file_of(oi, 0);
+                if self.roles.opener_rep[f] == 0 {
+                    continue;
+                }
+                let held = self.roles.held_fd[f] - 1;
+                self.roles.held_fd[f] = 0;
+                Ok(open::Opened { fds: [held, -1], n: 1 })
+            } else {
+                open::open_object(self.plan, &obj, base)
+            };
+            let opened = opened.map_err(|(what, e)| {
                 let first = self.plan.targets.iter().find(|x| x.object == oi);
                 let f = Failure::sys(t, what, e).on(oi, 0);
                 match first.filter(|x| x.task as usize == t) {
@@ -422,6 +471,21 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             self.place_dups(e)?;
         }
         Ok(true)
+    }
+}
+
+/// Sets RLIMIT_NOFILE to `n` for soft and hard; where raising the hard limit is not permitted,
+/// the soft one alone (if `n` fits under the hard limit).
+pub fn set_nofile(n: u32) -> Result<(), Errno> {
+    match proc::setrlimit(g::RLIMIT_NOFILE, n as u64, n as u64) {
+        Err(e) if e == Errno::PERM => {
+            let (_, hard) = proc::getrlimit(g::RLIMIT_NOFILE)?;
+            if (n as u64) > hard {
+                return Err(e);
+            }
+            proc::setrlimit(g::RLIMIT_NOFILE, n as u64, hard)
+        }
+        other => other,
     }
 }
 

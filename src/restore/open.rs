@@ -1,32 +1,176 @@
-//! Opening one object of each kind, as its opener does: a fresh description with FD_CLOEXEC
-//! set, at whatever number the kernel picks; placing it is the caller's business.
+//! Opening one object of each kind, as its opener does: fresh descriptions with FD_CLOEXEC set,
+//! at whatever numbers the kernel picks; placing them is the caller's business.
+//!
+//! Nothing here may block: a FIFO is opened beside a temporary read-write description of
+//! itself, and a pipe's buffered data is written only when it fits.
 
-use crate::plan::{lex, Object, Plan, KIND_PIPE};
+use crate::plan::*;
 use crate::sys::{fd, Errno, Fd};
 use linux_raw_sys::general as g;
 
-/// The fresh fds of one object: one for `reg`, two (read, write) for `pipe`.
+/// The fresh fds of one object: one, or two (ends 0 and 1) for pipes and socket pairs.
 pub struct Opened {
     pub fds: [Fd; 2],
     pub n: usize,
 }
 
-/// Opens `o`: `reg` with its flags, mode and pos; `pipe` by pipe2.
-pub fn open_object(plan: &Plan<'_>, o: &Object) -> Result<Opened, (&'static str, Errno)> {
-    if o.kind == KIND_PIPE {
-        let (r, w) = fd::pipe2(g::O_CLOEXEC).map_err(|e| ("pipe2", e))?;
-        return Ok(Opened { fds: [r, w], n: 2 });
-    }
-    let mut path = [0u8; crate::plan::MAX_PATH + 1];
+const F_SETPIPE_SZ: u32 = 1031;
+const F_GETPIPE_SZ: u32 = 1032;
+const F_ADD_SEALS: u32 = 1033;
+const MFD_CLOEXEC: usize = 1;
+const MFD_ALLOW_SEALING: usize = 2;
+
+/// A failed step: the call's name and its errno.
+pub type OpenError = (&'static str, Errno);
+
+fn decode_path(plan: &Plan<'_>, s: Span, buf: &mut [u8; MAX_PATH + 1]) -> Result<usize, OpenError> {
     // The plan was validated: the path decodes and fits.
-    let len = lex::decode_into(plan.span(o.path), &mut path).map_err(|_| ("decode path", Errno::INVAL))?;
-    path[len] = 0;
-    let f = fd::open(&path[..len + 1], o.flags | g::O_CLOEXEC, o.mode).map_err(|e| ("open", e))?;
-    if o.pos != 0 {
-        if let Err(e) = fd::seek_to(f, o.pos) {
-            let _ = fd::close(f);
-            return Err(("lseek", e));
+    let len = lex::decode_into(plan.span(s), &mut buf[..]).map_err(|_| ("decode path", Errno::INVAL))?;
+    buf[len] = 0;
+    Ok(len + 1)
+}
+
+/// Runs `f` on a fresh fd, closing the fd if `f` fails.
+fn or_close<T>(f: Fd, r: Result<T, OpenError>) -> Result<T, OpenError> {
+    if r.is_err() {
+        let _ = fd::close(f);
+    }
+    r
+}
+
+/// Opens `o`. `base` is the opener's fd of a reopen's pipe end (unused for other kinds).
+pub fn open_object(plan: &Plan<'_>, o: &Object, base: Fd) -> Result<Opened, OpenError> {
+    let one = |f: Fd| Opened { fds: [f, -1], n: 1 };
+    let mut path = [0u8; MAX_PATH + 1];
+    match o.kind {
+        KIND_PIPE => {
+            let (r, w) = fd::pipe2(g::O_CLOEXEC).map_err(|e| ("pipe2", e))?;
+            match fill_pipe(plan, o, w) {
+                Ok(()) => Ok(Opened { fds: [r, w], n: 2 }),
+                Err(e) => {
+                    let _ = fd::close(r);
+                    let _ = fd::close(w);
+                    Err(e)
+                }
+            }
+        }
+        KIND_SOCKETPAIR => {
+            let kind = o.extra | crate::sys::socket::SOCK_CLOEXEC | (o.flags & g::O_NONBLOCK);
+            let (a, b) = crate::sys::socket::socketpair_unix(kind).map_err(|e| ("socketpair", e))?;
+            Ok(Opened { fds: [a, b], n: 2 })
+        }
+        KIND_EVENTFD => {
+            let f = fd::eventfd(0, g::EFD_CLOEXEC | o.flags).map_err(|e| ("eventfd", e))?;
+            if o.value != 0 {
+                or_close(f, fd::write(f, &o.value.to_ne_bytes()).map(|_| ()).map_err(|e| ("write (eventfd count)", e)))?;
+            }
+            Ok(one(f))
+        }
+        KIND_MEMFD => {
+            let len = decode_path(plan, o.path, &mut path)?;
+            let flags = MFD_CLOEXEC | if o.extra != 0 { MFD_ALLOW_SEALING } else { 0 };
+            let f = fd::memfd_create(&path[..len], flags).map_err(|e| ("memfd_create", e))?;
+            or_close(f, fill_memfd(plan, o, f))?;
+            Ok(one(f))
+        }
+        KIND_FIFO => {
+            let len = decode_path(plan, o.path, &mut path)?;
+            // A read-write description of the FIFO keeps either end's open from blocking.
+            let helper = fd::open(&path[..len], g::O_RDWR | g::O_NONBLOCK | g::O_CLOEXEC, 0).map_err(|e| ("open (fifo helper)", e))?;
+            let kind = fd::fstat_mode_size(helper).map(|(m, _)| m & 0o170000);
+            if kind != Ok(0o010000) {
+                let _ = fd::close(helper);
+                return Err(("open: not a FIFO", Errno::INVAL));
+            }
+            let opened = fd::open(&path[..len], o.flags | g::O_NONBLOCK | g::O_CLOEXEC, 0).map_err(|e| ("open", e));
+            let _ = fd::close(helper);
+            let f = opened?;
+            if o.flags & g::O_NONBLOCK == 0 {
+                or_close(f, clear_nonblock(f))?;
+            }
+            Ok(one(f))
+        }
+        KIND_REOPEN => {
+            let mut p = crate::text::Line::<32>::new();
+            p.str("/proc/self/fd/").num(base as u64).str("\0");
+            let access = if o.extra == 0 { g::O_RDONLY } else { g::O_WRONLY };
+            match fd::open(p.peek(), access | o.flags | g::O_CLOEXEC, 0) {
+                Ok(f) => Ok(one(f)),
+                Err(e) if fd::open(b"/proc/self\0", g::O_PATH | g::O_CLOEXEC, 0).map(fd::close).is_err() => {
+                    let _ = e;
+                    Err(("reopen needs /proc mounted; open /proc/self/fd", Errno::NOENT))
+                }
+                Err(e) => Err(("open /proc/self/fd", e)),
+            }
+        }
+        _ => {
+            let len = decode_path(plan, o.path, &mut path)?;
+            let f = fd::open(&path[..len], o.flags | g::O_CLOEXEC, o.mode).map_err(|e| ("open", e))?;
+            if o.pos != 0 {
+                or_close(f, fd::seek_to(f, o.pos).map(|_| ()).map_err(|e| ("lseek", e)))?;
+            }
+            Ok(one(f))
         }
     }
-    Ok(Opened { fds: [f, -1], n: 1 })
+}
+
+fn clear_nonblock(f: Fd) -> Result<(), OpenError> {
+    let fl = fd::fcntl(f, g::F_GETFL, 0).map_err(|e| ("fcntl F_GETFL", e))?;
+    fd::fcntl(f, g::F_SETFL, fl & !(g::O_NONBLOCK as usize)).map(|_| ()).map_err(|e| ("fcntl F_SETFL", e))
+}
+
+/// Copies file `data` into `to` (a pipe or memfd) with sendfile; `limit` caps the bytes.
+fn copy_data(plan: &Plan<'_>, data: Span, to: Fd, limit: Option<u64>) -> Result<(), OpenError> {
+    let mut path = [0u8; MAX_PATH + 1];
+    let len = decode_path(plan, data, &mut path)?;
+    let src = fd::open(&path[..len], g::O_RDONLY | g::O_CLOEXEC, 0).map_err(|e| ("open (data=)", e))?;
+    let result = (|| {
+        let (_, size) = fd::fstat_mode_size(src).map_err(|e| ("fstat (data=)", e))?;
+        if limit.is_some_and(|l| size > l) {
+            return Err(("data= is larger than the pipe's capacity", Errno(linux_raw_sys::errno::EFBIG as u16)));
+        }
+        let mut left = size;
+        while left > 0 {
+            match fd::sendfile(to, src, left) {
+                Ok(0) => break,
+                Ok(n) => left -= n as u64,
+                Err(e) if e == Errno::INTR => {}
+                Err(e) => return Err(("sendfile (data=)", e)),
+            }
+        }
+        Ok(())
+    })();
+    let _ = fd::close(src);
+    result
+}
+
+fn fill_pipe(plan: &Plan<'_>, o: &Object, w: Fd) -> Result<(), OpenError> {
+    if o.has_size != 0 {
+        fd::fcntl(w, F_SETPIPE_SZ, o.size as usize).map_err(|e| ("fcntl F_SETPIPE_SZ", e))?;
+    }
+    if o.data.len != 0 {
+        let cap = fd::fcntl(w, F_GETPIPE_SZ, 0).map_err(|e| ("fcntl F_GETPIPE_SZ", e))? as u64;
+        // Non-blocking while filling: data that fits never waits, and a mistake cannot hang.
+        fd::fcntl(w, g::F_SETFL, g::O_NONBLOCK as usize).map_err(|e| ("fcntl F_SETFL", e))?;
+        copy_data(plan, o.data, w, Some(cap))?;
+        clear_nonblock(w)?;
+    }
+    Ok(())
+}
+
+fn fill_memfd(plan: &Plan<'_>, o: &Object, f: Fd) -> Result<(), OpenError> {
+    if o.data.len != 0 {
+        copy_data(plan, o.data, f, None)?;
+    }
+    if o.has_size != 0 {
+        fd::ftruncate(f, o.size).map_err(|e| ("ftruncate", e))?;
+    }
+    fd::seek_to(f, o.pos).map_err(|e| ("lseek", e))?;
+    if o.flags != 0 {
+        fd::fcntl(f, g::F_SETFL, o.flags as usize).map_err(|e| ("fcntl F_SETFL", e))?;
+    }
+    if o.extra != 0 {
+        fd::fcntl(f, F_ADD_SEALS, o.extra as usize).map_err(|e| ("fcntl F_ADD_SEALS", e))?;
+    }
+    Ok(())
 }

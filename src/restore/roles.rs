@@ -122,6 +122,12 @@ impl<'a> Roles<'a> {
             }
             last_target[f] = i as Link + 1;
         }
+        // A reopened pipe end must stay open in its opener until the reopen is done.
+        for o in plan.objects {
+            if o.kind == crate::plan::KIND_REOPEN {
+                sent[file_of(o.value as u32, o.extra as u8)] |= 2;
+            }
+        }
         let recv = &mut recv_all[..nrecv];
         let key = |i: &u32| {
             let t = &plan.targets[*i as usize];

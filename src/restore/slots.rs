@@ -21,15 +21,18 @@ pub struct Slots<'p> {
     low_floor: u32,
     /// Numbers that hold fds still to be adopted; never handed out.
     avoid: [i32; 2],
+    /// Inherited fds' numbers (sorted): never handed out either.
+    inherited: &'p [u32],
 }
 
 impl<'p> Slots<'p> {
     /// `planned` sorted by fd, `keep` sorted; `limit` is RLIMIT_NOFILE's soft value.
-    pub fn new(planned: &'p [Target], keep: &'p [u32], limit: u32, avoid: [i32; 2]) -> Slots<'p> {
+    pub fn new(planned: &'p [Target], keep: &'p [u32], limit: u32, avoid: [i32; 2], inherited: &'p [u32]) -> Slots<'p> {
         let top_planned = planned.last().map_or(0, |t| t.fd + 1);
         let top_keep = keep.last().map_or(0, |k| k + 1);
         let start = top_planned.max(top_keep).max(3);
-        Slots { planned, keep, limit, next_high: start, next_low: start.min(limit), low_floor: 0, avoid }
+        let start = start.max(inherited.last().map_or(0, |f| f + 1));
+        Slots { planned, keep, limit, next_high: start, next_low: start.min(limit), low_floor: 0, avoid, inherited }
     }
 
     pub fn is_planned(&self, n: u32) -> bool {
@@ -37,7 +40,7 @@ impl<'p> Slots<'p> {
     }
 
     fn usable(&self, n: u32) -> bool {
-        !self.keep.contains(&n) && !self.avoid.contains(&(n as i32))
+        !self.keep.contains(&n) && !self.avoid.contains(&(n as i32)) && self.inherited.binary_search(&n).is_err()
     }
 
     /// The next service number, or None when none is left below the limit.

@@ -112,3 +112,21 @@ pub fn fstat_mode_size(fd: Fd) -> SysResult<(u32, u64)> {
     check(unsafe { syscall2(g::__NR_fstat, fd as usize, &mut st as *mut _ as usize) })?;
     Ok((st.st_mode as u32, st.st_size as u64))
 }
+
+/// `memfd_create(name, flags)`; `name` must end in NUL.
+pub fn memfd_create(name: &[u8], flags: usize) -> SysResult<Fd> {
+    // SAFETY: name is NUL-terminated and outlives the call.
+    check(unsafe { syscall2(g::__NR_memfd_create, name.as_ptr() as usize, flags) }).map(|v| v as Fd)
+}
+
+/// `ftruncate(fd, len)`.
+pub fn ftruncate(fd: Fd, len: u64) -> SysResult<()> {
+    // SAFETY: integer arguments only.
+    check(unsafe { syscall2(g::__NR_ftruncate, fd as usize, len as usize) }).map(|_| ())
+}
+
+/// `sendfile(out, in, NULL, count)`: copies from `input`'s offset to `out`.
+pub fn sendfile(out: Fd, input: Fd, count: u64) -> SysResult<usize> {
+    // SAFETY: integer arguments; a NULL offset uses input's file offset.
+    check(unsafe { syscall4(g::__NR_sendfile, out as usize, input as usize, 0, count.min(1 << 30) as usize) })
+}

@@ -30,6 +30,14 @@ pub fn getgid() -> u32 {
     unsafe { syscall0(g::__NR_getgid) as u32 }
 }
 
+/// `clone(flags | SIGCHLD)` without a new stack: a fork that may share (CLONE_FILES) the fd
+/// table or take the caller's parent (CLONE_PARENT). `Ok(0)` in the child.
+pub fn clone_process(flags: usize) -> SysResult<i32> {
+    // SAFETY: without CLONE_VM the child gets a copy of the address space, so it may keep
+    // using the stack it returns on; fdslot is single-threaded and holds no locks.
+    check(unsafe { syscall5(g::__NR_clone, flags | g::SIGCHLD as usize, 0, 0, 0, 0) }).map(|v| v as i32)
+}
+
 /// `clone(SIGCHLD)`, that is fork: `Ok(0)` in the child, the child's pid in the parent.
 pub fn fork() -> SysResult<i32> {
     // SAFETY: fdslot is single-threaded and holds no locks.
@@ -129,6 +137,13 @@ pub fn getrlimit(resource: u32) -> SysResult<(u64, u64)> {
     // SAFETY: the kernel writes one rlimit64.
     check(unsafe { syscall4(g::__NR_prlimit64, 0, resource as usize, 0, &mut lim as *mut _ as usize) })?;
     Ok((lim.rlim_cur, lim.rlim_max))
+}
+
+/// `prlimit64(0, resource, &new, NULL)`.
+pub fn setrlimit(resource: u32, soft: u64, hard: u64) -> SysResult<()> {
+    let lim = g::rlimit64 { rlim_cur: soft, rlim_max: hard };
+    // SAFETY: the kernel reads one rlimit64.
+    check(unsafe { syscall4(g::__NR_prlimit64, 0, resource as usize, &lim as *const _ as usize, 0) }).map(|_| ())
 }
 
 /// `getrandom(buf, 0)`, retried until full.
