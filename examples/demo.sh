@@ -18,8 +18,11 @@ pids=$(awk '$1 == "task" { print $4 }' run.out)
 echo
 echo "fdslot run --stop restored the tasks; their tables, as /proc and kcmp(KCMP_FILE) report them:"
 "$fdtable" $pids
+for pid in $pids; do
+    printf 'pid %s fd 8: %s\n' "$pid" "$(grep eventfd-count /proc/$pid/fdinfo/8 | tr -s ' \t' ' ')"
+done
 echo
-echo "Resuming the tasks; each writes to fd 3 (one shared description) and the pipe:"
+echo "Resuming the tasks; they write to fd 3 (one shared description), the pipe and the socket pair:"
 kill -CONT $pids
 wait $run
 echo "--- demo.log"
