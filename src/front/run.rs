@@ -66,6 +66,23 @@ pub fn cmd_run(a: &mut Args, envp: *const *const u8) -> i32 {
         Ok(r) => r,
         Err(c) => return c,
     };
+    // The tasks find --keep and inherit fds in the table they inherit from run: check that the
+    // caller really passed them before run opens fds of its own, which could take those numbers.
+    for &k in keep.iter() {
+        if fd::fcntl(k as Fd, g::F_GETFD, 0).is_err() {
+            let mut l = Line::<100>::new();
+            l.str("--keep ").num(k as u64).str(": fd ").num(k as u64).str(" is not open");
+            return super::usage_error(l.peek());
+        }
+    }
+    for o in plan.objects {
+        if o.kind == crate::plan::KIND_INHERIT && fd::fcntl(o.value as Fd, g::F_GETFD, 0).is_err() {
+            let mut l = Line::<200>::new();
+            l.str("fdslot: inherit ").num(o.id as u64).str(": fd ").num(o.value).str(" is not open in fdslot run's caller\n");
+            eprint(l.as_bytes());
+            return EXIT_RESTORE as i32;
+        }
+    }
     let fail = |what: &str, e: crate::sys::Errno| {
         let mut l = Line::<200>::new();
         l.str("fdslot: run: ").str(what).str(": ").str(e.name().unwrap_or("error")).str("\n");
