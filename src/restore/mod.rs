@@ -65,9 +65,10 @@ pub fn restore_task(
     }
     crate::sort::sort_by_key(&mut inherited, |&f| f);
     let mut slots = Slots::new(planned, session.keep, limit, barrier.fds(), &inherited);
-    adopt_inherited(plan, roles, t, &mut slots)?;
+    let mut adopted: heapless::Vec<u32, { crate::plan::MAX_INHERIT_PER_TASK }> = heapless::Vec::new();
+    adopt_inherited(plan, roles, t, &mut slots, &mut adopted)?;
     barrier.adopt(&mut slots, t)?;
-    close_unplanned(session.keep, &barrier.fds(), limit).map_err(|e| Failure::sys(t, "close_range", e))?;
+    close_unplanned(session.keep, &barrier.fds(), &adopted, limit).map_err(|e| Failure::sys(t, "close_range", e))?;
 
     let mut task = Task { plan, roles, t, id: plan.tasks[t].id, session, home: -1, npending: 0, uid: proc::getuid() };
     let result = task.run(&mut slots, barrier);
@@ -79,7 +80,13 @@ pub fn restore_task(
 
 /// Copies each inherited description this task opens into the service range (the number it
 /// was found at is closed with everything else unplanned).
-fn adopt_inherited(plan: &Plan<'_>, roles: &mut Roles<'_>, t: usize, slots: &mut Slots<'_>) -> Result<(), Failure> {
+fn adopt_inherited(
+    plan: &Plan<'_>,
+    roles: &mut Roles<'_>,
+    t: usize,
+    slots: &mut Slots<'_>,
+    adopted: &mut heapless::Vec<u32, { crate::plan::MAX_INHERIT_PER_TASK }>,
+) -> Result<(), Failure> {
     let (ob, oe) = (roles.task_opened[t] as usize, roles.task_opened[t + 1] as usize);
     for k in ob..oe {
         let oi = roles.opened[k];
@@ -94,6 +101,8 @@ fn adopt_inherited(plan: &Plan<'_>, roles: &mut Roles<'_>, t: usize, slots: &mut
         let to = slots.take().ok_or_else(|| Failure::new(EXIT_RESTORE, t, "no fd number left to hold a file").on(oi, 0))?;
         fd::dup3(found, to, g::O_CLOEXEC).map_err(|e| Failure::sys(t, "dup3 (inherit)", e).at_fd(found as u32).on(oi, 0))?;
         roles.held_fd[file_of(oi, 0)] = to + 1;
+        // Cannot overflow: there are at most as many as `inherited` holds.
+        let _ = adopted.push(to as u32);
     }
     Ok(())
 }
@@ -124,10 +133,10 @@ fn check_limits(plan: &Plan<'_>, roles: &Roles<'_>, t: usize, session: &Session<
     Ok(limit)
 }
 
-/// Closes every fd but `keep` and the restorer's own.
-fn close_unplanned(keep: &[u32], own: &[Fd], limit: u32) -> Result<(), Errno> {
-    let mut spared: heapless::Vec<u32, { MAX_KEEP + 4 }> = heapless::Vec::new();
-    for &k in keep.iter() {
+/// Closes every fd but `keep`, the restorer's own, and the inherited descriptions it adopted.
+fn close_unplanned(keep: &[u32], own: &[Fd], adopted: &[u32], limit: u32) -> Result<(), Errno> {
+    let mut spared: heapless::Vec<u32, { MAX_KEEP + 4 + crate::plan::MAX_INHERIT_PER_TASK }> = heapless::Vec::new();
+    for &k in keep.iter().chain(adopted) {
         let _ = spared.push(k);
     }
     for &o in own {
