@@ -192,7 +192,6 @@ impl<'a> Run<'a> {
     fn task_main(&mut self, t: usize) -> i32 {
         let _ = proc::sigprocmask(g::SIG_SETMASK, self.old_mask);
         self.shared.task(t).pid.store(proc::getpid(), Ordering::Release);
-        self.shared.task(t).state.store(STATE_STARTED, Ordering::Release);
         #[cfg(not(any(test, feature = "std")))]
         crate::rt::PANIC_FD.store(-1, Ordering::Relaxed);
         for u in 0..self.plan.tasks.len() {
@@ -200,6 +199,9 @@ impl<'a> Run<'a> {
                 return EXIT_RESTORE as i32;
             }
         }
+        // Started: every task this one creates exists, so nothing copies this table any more.
+        self.shared.task(t).state.store(STATE_STARTED, Ordering::Release);
+        proc::futex_wake_all(&self.shared.task(t).state);
         let task = self.plan.tasks[t];
         if task.files != 0 {
             // This table is its owner's: touch no fd, wait for the owner to rebuild it.
@@ -215,8 +217,18 @@ impl<'a> Run<'a> {
                     return EXIT_RESTORE as i32;
                 }
             }
-            self.shared.task(t).state.store(STATE_DONE, Ordering::Release);
+            // Its owner counted it as done; publish it (and drop PDEATHSIG) all the same.
+            self.shared.mark_done(t, 0);
         } else {
+            // Tasks forked by those sharing this table copy it when they are created: rebuild it
+            // only once all of them exist.
+            if task.sharers != 0 {
+                for u in 0..self.plan.tasks.len() {
+                    if u != t && self.plan.tasks[u].owner as usize == t && !self.shared.wait_state(u, STATE_STARTED, self.session.deadline) {
+                        return EXIT_PEER as i32;
+                    }
+                }
+            }
             let mut barrier = Barrier { mode: Mode::Shared(&self.shared), err_fd: -1, chan_fd: self.event_fd, ctl_fd: -1 };
             if let Err(f) = restore_task(self.plan, &mut self.roles, t, &self.session, &mut barrier) {
                 let mut line = Line::<240>::new();
@@ -234,11 +246,16 @@ impl<'a> Run<'a> {
                     let _ = proc::waitid(g::P_PID, pid, g::WSTOPPED | g::WEXITED);
                 }
             }
-            // From here on the caller owns the tasks: a parent's death must not kill them.
-            let _ = proc::prctl(linux_raw_sys::prctl::PR_SET_PDEATHSIG, 0);
             let _ = proc::kill(proc::getpid(), g::SIGSTOP);
+        } else {
+            // Our child tasks die with us (PDEATHSIG) until they are done: start our program only
+            // once they are, so that its exit cannot cut their restore short.
+            for u in 0..self.plan.tasks.len() {
+                if self.plan.tasks[u].parent as usize == t + 1 && !self.shared.wait_state(u, STATE_DONE, self.session.deadline) {
+                    return EXIT_PEER as i32;
+                }
+            }
         }
-        let _ = proc::prctl(linux_raw_sys::prctl::PR_SET_PDEATHSIG, 0);
         let exec = task.exec;
         if exec.len == 0 {
             return 0;

@@ -95,6 +95,35 @@ impl Shared {
         }
     }
 
+    /// Publishes that task t (and `weight - 1` tasks sharing its table) is restored.
+    ///
+    /// Until now the task dies with its parent (PDEATHSIG): nobody else would reap or report
+    /// it. From here on it must not, and the parent may go as soon as it sees DONE, so the flag
+    /// is cleared first, then counted, then published.
+    pub fn mark_done(&self, t: usize, weight: u32) {
+        let _ = proc::prctl(linux_raw_sys::prctl::PR_SET_PDEATHSIG, 0);
+        self.header().done.fetch_add(weight, Ordering::AcqRel);
+        self.task(t).state.store(STATE_DONE, Ordering::Release);
+        proc::futex_wake_all(&self.task(t).state);
+    }
+
+    /// Waits until task `u` has reached `state` (true), or failed, the group aborted, or the
+    /// deadline passed (false).
+    pub fn wait_state(&self, u: usize, state: u32, deadline: u64) -> bool {
+        let word = &self.task(u).state;
+        loop {
+            let s = word.load(Ordering::Acquire);
+            if s == STATE_FAILED || self.header().go.load(Ordering::Acquire) == GO_ABORT {
+                return false;
+            }
+            if s >= state {
+                return true;
+            }
+            let Some(left) = remaining(deadline) else { return false };
+            let _ = proc::futex_wait(word, s, left.min(100_000_000));
+        }
+    }
+
     /// Records a failure line for task t (first writer wins) and aborts the barrier.
     pub fn record_failure(&self, t: usize, code: u8, line: &[u8]) {
         let rec = self.task(t);
@@ -372,9 +401,7 @@ impl<'a> Barrier<'a> {
     pub fn done(&mut self, plan: &Plan<'_>, t: usize) -> Result<(), Failure> {
         match self.mode {
             Mode::Shared(sh) => {
-                sh.task(t).state.store(STATE_DONE, Ordering::Release);
-                proc::futex_wake_all(&sh.task(t).state);
-                sh.header().done.fetch_add(1 + plan.tasks[t].sharers as u32, Ordering::AcqRel);
+                sh.mark_done(t, 1 + plan.tasks[t].sharers as u32);
                 let _ = fd::write(self.chan_fd, &1u64.to_ne_bytes());
                 Ok(())
             }

@@ -261,6 +261,21 @@ pub fn flag_names(f: u32) -> String {
 // Plan builder and the expected layout
 // ---------------------------------------------------------------------------------------------
 
+/// A memfd's parameters (`memfd ID NAME [size=] [data=] [seals=] [flags=] [pos=]`).
+#[derive(Clone, Debug, Default)]
+pub struct MemfdSpec {
+    /// The name, raw bytes (percent-encoded in the plan).
+    pub name: Vec<u8>,
+    pub size: Option<u64>,
+    /// data=PATH and the bytes the test wrote there.
+    pub data: Option<(PathBuf, Vec<u8>)>,
+    /// seals= as written (comma-separated names), "" for none.
+    pub seals: String,
+    /// flags= as written ("append,nonblock" ...), "" for none.
+    pub flags: String,
+    pub pos: Option<u64>,
+}
+
 #[derive(Clone, Debug)]
 pub enum Kind {
     Reg {
@@ -269,7 +284,47 @@ pub enum Kind {
         pos: Option<u64>,
         mode: Option<u32>,
     },
-    Pipe,
+    /// `pipe ID [data=PATH] [size=N]`.
+    Pipe {
+        data: Option<(PathBuf, Vec<u8>)>,
+        size: Option<u64>,
+    },
+    /// `fifo ID PATH [flags=..]`.
+    Fifo { path: PathBuf, flags: String },
+    /// `socketpair ID stream|dgram|seqpacket [flags=..]`; ends a (0) and b (1).
+    Socketpair { ty: String, flags: String },
+    /// `eventfd ID [count=N] [flags=..]`.
+    Eventfd { count: Option<u64>, flags: String },
+    Memfd(MemfdSpec),
+    /// `reopen ID PIPE r|w [flags=..]`.
+    Reopen { pipe: u32, end: u8, flags: String },
+    /// `inherit ID FD`; `src` is this test process's fd that the caller passes in at FD.
+    Inherit { fd: u32, src: RawFd },
+}
+
+impl Kind {
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            Kind::Reg { .. } => "reg",
+            Kind::Pipe { .. } => "pipe",
+            Kind::Fifo { .. } => "fifo",
+            Kind::Socketpair { .. } => "socketpair",
+            Kind::Eventfd { .. } => "eventfd",
+            Kind::Memfd(_) => "memfd",
+            Kind::Reopen { .. } => "reopen",
+            Kind::Inherit { .. } => "inherit",
+        }
+    }
+    /// The target keyword of end `end`.
+    pub fn end_keyword(&self, end: u8) -> &'static str {
+        match (self, end) {
+            (Kind::Pipe { .. }, 0) => "r",
+            (Kind::Pipe { .. }, _) => "w",
+            (Kind::Socketpair { .. }, 0) => "a",
+            (Kind::Socketpair { .. }, _) => "b",
+            _ => "at",
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -293,6 +348,10 @@ pub struct TaskDef {
     pub id: u16,
     pub parent: Option<u16>,
     pub exec: Option<Vec<Vec<u8>>>,
+    /// `files=T`: shares T's fd table.
+    pub files: Option<u16>,
+    /// `nofile=N`: RLIMIT_NOFILE of the restored program.
+    pub nofile: Option<u64>,
 }
 
 /// A plan under construction. Targets attach to the last object added.
@@ -302,22 +361,110 @@ pub struct Plan {
     pub objs: Vec<Obj>,
 }
 
+/// What readlink(/proc/PID/fd/FD) must show.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Link {
+    Path(PathBuf),
+    /// Starts with this (`pipe:[`, `socket:[`).
+    Prefix(String),
+    /// Exactly these bytes (`anon_inode:[eventfd]`, `/memfd:NAME (deleted)`).
+    Exact(Vec<u8>),
+    Any,
+}
+
+/// Kernel facts about an object beyond its fdinfo, checked on one fd of each (object, end)
+/// (through a pidfd_getfd copy) while the tasks are stopped.
+#[derive(Clone, Debug)]
+pub enum Probe {
+    None,
+    /// A pipe end (or a reopen of one): F_GETPIPE_SZ (when planned), FIONREAD == data.len(),
+    /// and on a read end the buffered bytes themselves (tee, which does not consume them).
+    Pipe { cap: Option<u64>, data: Vec<u8> },
+    /// A socketpair end: SO_TYPE; the two ends are each other's peer (a datagram each way),
+    /// or, with the other end planned nowhere, the peer is gone (EPIPE/ECONNREFUSED).
+    Socket { ty: i32, peer_planned: bool },
+    /// eventfd-count (and eventfd-semaphore where fdinfo shows it).
+    Eventfd { count: u64, semaphore: bool },
+    /// Contents (pread), size (fstat) and seals (F_GET_SEALS; None: 0 or F_SEAL_SEAL).
+    Memfd { content: Vec<u8>, seals: Option<i32> },
+    /// kcmp(this test, fd, task, its fd) == 0.
+    SameAsMine { fd: RawFd },
+}
+
 /// What one planned fd must be.
 #[derive(Clone, Debug)]
 pub struct Slot {
     pub obj: u32,
     pub end: u8,
-    /// The path a reg's fd must link to; None for pipes.
+    /// The path a reg's (or fifo's) fd must link to; None for other kinds.
     pub path: Option<PathBuf>,
-    /// The planned offset (reg only).
+    /// The planned offset (checked when Some).
     pub pos: Option<u64>,
     /// The status flags fdinfo must show (without O_LARGEFILE and O_CLOEXEC).
     pub flags: u32,
     pub cloexec: bool,
+    /// What readlink must show.
+    pub link: Link,
+    /// Fds with the same `ident` must be the same inode (one pipe: its ends and its
+    /// reopens), fds with different ones different inodes.
+    pub ident: Option<u32>,
+    pub probe: Probe,
+    /// The object's kind keyword, for messages.
+    pub kind: &'static str,
 }
 
-/// task → fd → slot; every declared task has an entry, maybe empty.
+/// task → fd → slot; every declared task has an entry, maybe empty. Members of a shared
+/// table (files=) each get the whole table.
 pub type Expect = BTreeMap<u16, BTreeMap<u32, Slot>>;
+
+pub const F_SEAL_SEAL: i32 = 1;
+pub const F_SEAL_SHRINK: i32 = 2;
+pub const F_SEAL_GROW: i32 = 4;
+pub const F_SEAL_WRITE: i32 = 8;
+pub const F_SEAL_FUTURE_WRITE: i32 = 16;
+
+/// The bits of a seals= list.
+pub fn seal_bits(s: &str) -> i32 {
+    s.split(',')
+        .filter(|n| !n.is_empty())
+        .map(|n| match n {
+            "seal" => F_SEAL_SEAL,
+            "shrink" => F_SEAL_SHRINK,
+            "grow" => F_SEAL_GROW,
+            "write" => F_SEAL_WRITE,
+            "future_write" => F_SEAL_FUTURE_WRITE,
+            _ => panic!("unknown seal {n}"),
+        })
+        .fold(0, |a, b| a | b)
+}
+
+/// Whether a comma-separated list names `word`.
+pub fn has_word(list: &str, word: &str) -> bool {
+    list.split(',').any(|w| w == word)
+}
+
+/// The capacity F_SETPIPE_SZ gives for `size`: at least a page, rounded up to a power of two.
+pub fn pipe_capacity(size: u64) -> u64 {
+    size.max(4096).next_power_of_two()
+}
+
+pub fn sock_type(ty: &str) -> i32 {
+    match ty {
+        "stream" => libc::SOCK_STREAM,
+        "dgram" => libc::SOCK_DGRAM,
+        "seqpacket" => libc::SOCK_SEQPACKET,
+        _ => panic!("unknown socket type {ty}"),
+    }
+}
+
+/// The bytes a memfd must hold: data, then truncated or zero-extended to size.
+pub fn memfd_content(m: &MemfdSpec) -> Vec<u8> {
+    let mut c = m.data.as_ref().map(|d| d.1.clone()).unwrap_or_default();
+    if let Some(s) = m.size {
+        c.resize(s as usize, 0);
+    }
+    c
+}
 
 impl Plan {
     pub fn new() -> Plan {
@@ -328,40 +475,56 @@ impl Plan {
             id,
             parent: None,
             exec: None,
+            files: None,
+            nofile: None,
         });
         self
     }
     pub fn child(&mut self, id: u16, parent: u16) -> &mut Self {
-        self.tasks.push(TaskDef {
-            id,
-            parent: Some(parent),
-            exec: None,
-        });
+        self.task(id);
+        self.tasks.last_mut().unwrap().parent = Some(parent);
         self
+    }
+    fn task_mut(&mut self, id: u16) -> &mut TaskDef {
+        self.tasks
+            .iter_mut()
+            .find(|t| t.id == id)
+            .expect("no such task")
     }
     /// Sets task `id`'s exec= argv.
     pub fn exec(&mut self, id: u16, argv: &[&str]) -> &mut Self {
-        let t = self
-            .tasks
-            .iter_mut()
-            .find(|t| t.id == id)
-            .expect("exec: no such task");
-        t.exec = Some(argv.iter().map(|a| a.as_bytes().to_vec()).collect());
+        self.task_mut(id).exec = Some(argv.iter().map(|a| a.as_bytes().to_vec()).collect());
+        self
+    }
+    /// Sets task `id`'s files= (it shares task `with`'s table).
+    pub fn files(&mut self, id: u16, with: u16) -> &mut Self {
+        self.task_mut(id).files = Some(with);
+        self
+    }
+    /// Sets task `id`'s nofile=.
+    pub fn nofile(&mut self, id: u16, n: u64) -> &mut Self {
+        self.task_mut(id).nofile = Some(n);
+        self
+    }
+    fn push(&mut self, id: u32, kind: Kind) -> &mut Self {
+        self.objs.push(Obj {
+            id,
+            kind,
+            opener: None,
+            targets: vec![],
+        });
         self
     }
     pub fn reg(&mut self, id: u32, path: &Path, flags: &str) -> &mut Self {
-        self.objs.push(Obj {
+        self.push(
             id,
-            kind: Kind::Reg {
+            Kind::Reg {
                 path: path.to_path_buf(),
                 flags: flags.into(),
                 pos: None,
                 mode: None,
             },
-            opener: None,
-            targets: vec![],
-        });
-        self
+        )
     }
     pub fn reg_pos(&mut self, id: u32, path: &Path, flags: &str, pos: u64) -> &mut Self {
         self.reg(id, path, flags);
@@ -377,13 +540,74 @@ impl Plan {
         self
     }
     pub fn pipe(&mut self, id: u32) -> &mut Self {
-        self.objs.push(Obj {
+        self.push(
             id,
-            kind: Kind::Pipe,
-            opener: None,
-            targets: vec![],
-        });
+            Kind::Pipe {
+                data: None,
+                size: None,
+            },
+        )
+    }
+    /// data=PATH on the last object (a pipe); `bytes` is what the test wrote there.
+    pub fn pipe_data(&mut self, path: &Path, bytes: &[u8]) -> &mut Self {
+        match &mut self.objs.last_mut().unwrap().kind {
+            Kind::Pipe { data, .. } => *data = Some((path.to_path_buf(), bytes.to_vec())),
+            k => panic!("pipe_data on {k:?}"),
+        }
         self
+    }
+    /// size= on the last object (a pipe).
+    pub fn pipe_size(&mut self, n: u64) -> &mut Self {
+        match &mut self.objs.last_mut().unwrap().kind {
+            Kind::Pipe { size, .. } => *size = Some(n),
+            k => panic!("pipe_size on {k:?}"),
+        }
+        self
+    }
+    pub fn fifo(&mut self, id: u32, path: &Path, flags: &str) -> &mut Self {
+        self.push(
+            id,
+            Kind::Fifo {
+                path: path.to_path_buf(),
+                flags: flags.into(),
+            },
+        )
+    }
+    pub fn socketpair(&mut self, id: u32, ty: &str, flags: &str) -> &mut Self {
+        self.push(
+            id,
+            Kind::Socketpair {
+                ty: ty.into(),
+                flags: flags.into(),
+            },
+        )
+    }
+    pub fn eventfd(&mut self, id: u32, count: Option<u64>, flags: &str) -> &mut Self {
+        self.push(
+            id,
+            Kind::Eventfd {
+                count,
+                flags: flags.into(),
+            },
+        )
+    }
+    pub fn memfd(&mut self, id: u32, spec: MemfdSpec) -> &mut Self {
+        self.push(id, Kind::Memfd(spec))
+    }
+    /// `reopen ID PIPE r|w` (end 0: r, 1: w).
+    pub fn reopen(&mut self, id: u32, pipe: u32, end: u8, flags: &str) -> &mut Self {
+        self.push(
+            id,
+            Kind::Reopen {
+                pipe,
+                end,
+                flags: flags.into(),
+            },
+        )
+    }
+    /// `inherit ID FD`: the test passes its own fd `src` at FD to run.
+    pub fn inherit(&mut self, id: u32, fd: u32, src: RawFd) -> &mut Self {
+        self.push(id, Kind::Inherit { fd, src })
     }
     /// `opener=` on the last object.
     pub fn opener(&mut self, task: u16) -> &mut Self {
@@ -421,9 +645,39 @@ impl Plan {
     pub fn w_ce(&mut self, task: u16, fd: u32) -> &mut Self {
         self.target(1, task, fd, true)
     }
+    /// Socketpair end a.
+    pub fn a(&mut self, task: u16, fd: u32) -> &mut Self {
+        self.target(0, task, fd, false)
+    }
+    pub fn a_ce(&mut self, task: u16, fd: u32) -> &mut Self {
+        self.target(0, task, fd, true)
+    }
+    /// Socketpair end b.
+    pub fn b(&mut self, task: u16, fd: u32) -> &mut Self {
+        self.target(1, task, fd, false)
+    }
+    pub fn b_ce(&mut self, task: u16, fd: u32) -> &mut Self {
+        self.target(1, task, fd, true)
+    }
 
     pub fn task_ids(&self) -> Vec<u16> {
         self.tasks.iter().map(|t| t.id).collect()
+    }
+
+    pub fn task_def(&self, id: u16) -> Option<&TaskDef> {
+        self.tasks.iter().find(|t| t.id == id)
+    }
+
+    /// The owner of task `id`'s table: where its files= chain ends (itself without files=).
+    pub fn table_owner(&self, id: u16) -> u16 {
+        let mut cur = id;
+        for _ in 0..=self.tasks.len() {
+            match self.task_def(cur).and_then(|t| t.files) {
+                Some(n) => cur = n,
+                None => return cur,
+            }
+        }
+        cur
     }
 
     /// The plan in format 1.
@@ -434,24 +688,35 @@ impl Plan {
             if let Some(p) = t.parent {
                 write!(s, " parent={p}").unwrap();
             }
+            if let Some(f) = t.files {
+                write!(s, " files={f}").unwrap();
+            }
+            if let Some(n) = t.nofile {
+                write!(s, " nofile={n}").unwrap();
+            }
             if let Some(argv) = &t.exec {
                 let v: Vec<String> = argv.iter().map(|a| pct(a)).collect();
                 write!(s, " exec={}", v.join(",")).unwrap();
             }
             s.push('\n');
         }
+        let path = |p: &Path| pct(p.as_os_str().as_bytes());
         for o in &self.objs {
+            write!(s, "{} {}", o.kind.keyword(), o.id).unwrap();
+            let opt = |s: &mut String, k: &str, v: &str| {
+                if !v.is_empty() {
+                    write!(s, " {k}={v}").unwrap();
+                }
+            };
             match &o.kind {
                 Kind::Reg {
-                    path,
+                    path: p,
                     flags,
                     pos,
                     mode,
                 } => {
-                    write!(s, "reg {} {}", o.id, pct(path.as_os_str().as_bytes())).unwrap();
-                    if !flags.is_empty() {
-                        write!(s, " flags={flags}").unwrap();
-                    }
+                    write!(s, " {}", path(p)).unwrap();
+                    opt(&mut s, "flags", flags);
                     if let Some(m) = mode {
                         write!(s, " mode={m:o}").unwrap();
                     }
@@ -459,21 +724,57 @@ impl Plan {
                         write!(s, " pos={p}").unwrap();
                     }
                 }
-                Kind::Pipe => write!(s, "pipe {}", o.id).unwrap(),
+                Kind::Pipe { data, size } => {
+                    if let Some((p, _)) = data {
+                        write!(s, " data={}", path(p)).unwrap();
+                    }
+                    if let Some(n) = size {
+                        write!(s, " size={n}").unwrap();
+                    }
+                }
+                Kind::Fifo { path: p, flags } => {
+                    write!(s, " {}", path(p)).unwrap();
+                    opt(&mut s, "flags", flags);
+                }
+                Kind::Socketpair { ty, flags } => {
+                    write!(s, " {ty}").unwrap();
+                    opt(&mut s, "flags", flags);
+                }
+                Kind::Eventfd { count, flags } => {
+                    if let Some(c) = count {
+                        write!(s, " count={c}").unwrap();
+                    }
+                    opt(&mut s, "flags", flags);
+                }
+                Kind::Memfd(m) => {
+                    write!(s, " {}", pct(&m.name)).unwrap();
+                    if let Some(n) = m.size {
+                        write!(s, " size={n}").unwrap();
+                    }
+                    if let Some((p, _)) = &m.data {
+                        write!(s, " data={}", path(p)).unwrap();
+                    }
+                    opt(&mut s, "seals", &m.seals);
+                    opt(&mut s, "flags", &m.flags);
+                    if let Some(p) = m.pos {
+                        write!(s, " pos={p}").unwrap();
+                    }
+                }
+                Kind::Reopen { pipe, end, flags } => {
+                    write!(s, " {pipe} {}", if *end == 0 { "r" } else { "w" }).unwrap();
+                    opt(&mut s, "flags", flags);
+                }
+                Kind::Inherit { fd, .. } => write!(s, " {fd}").unwrap(),
             }
             if let Some(t) = o.opener {
                 write!(s, " opener={t}").unwrap();
             }
             s.push('\n');
             for t in &o.targets {
-                let kw = match (&o.kind, t.end) {
-                    (Kind::Reg { .. }, _) => "at",
-                    (Kind::Pipe, 0) => "r",
-                    (Kind::Pipe, _) => "w",
-                };
                 writeln!(
                     s,
-                    "  {kw} {}:{}{}",
+                    "  {} {}:{}{}",
+                    o.kind.end_keyword(t.end),
                     t.task,
                     t.fd,
                     if t.cloexec { " cloexec" } else { "" }
@@ -484,42 +785,158 @@ impl Plan {
         s
     }
 
-    /// The layout the kernel must show once every task is restored.
+    fn obj(&self, id: u32) -> Option<&Obj> {
+        self.objs.iter().find(|o| o.id == id)
+    }
+
+    /// The slot every fd of (object `o`, end `end`) must be (cloexec false; set per target).
+    pub fn slot_for(&self, o: &Obj, end: u8) -> Slot {
+        let pipe_probe = |data: &Option<(PathBuf, Vec<u8>)>, size: &Option<u64>| Probe::Pipe {
+            cap: size.map(pipe_capacity),
+            data: data.as_ref().map(|d| d.1.clone()).unwrap_or_default(),
+        };
+        let rdwr = libc::O_RDWR as u32;
+        let nb = |flags: &str| {
+            if has_word(flags, "nonblock") {
+                libc::O_NONBLOCK as u32
+            } else {
+                0
+            }
+        };
+        let mut slot = Slot {
+            obj: o.id,
+            end,
+            path: None,
+            pos: None,
+            flags: 0,
+            cloexec: false,
+            link: Link::Any,
+            ident: None,
+            probe: Probe::None,
+            kind: o.kind.keyword(),
+        };
+        match &o.kind {
+            Kind::Reg {
+                path, flags, pos, ..
+            } => {
+                slot.path = Some(path.clone());
+                slot.link = Link::Path(path.clone());
+                slot.pos = Some(pos.unwrap_or(0));
+                slot.flags = kept_flags(flag_bits(flags));
+            }
+            Kind::Pipe { data, size } => {
+                slot.link = Link::Prefix("pipe:[".into());
+                slot.ident = Some(o.id);
+                slot.flags = if end == 0 { 0 } else { 1 };
+                slot.probe = pipe_probe(data, size);
+            }
+            Kind::Fifo { path, flags } => {
+                slot.path = Some(path.clone());
+                slot.link = Link::Path(path.clone());
+                slot.pos = Some(0);
+                slot.flags = kept_flags(flag_bits(flags));
+            }
+            Kind::Socketpair { ty, flags } => {
+                slot.link = Link::Prefix("socket:[".into());
+                slot.flags = rdwr | nb(flags);
+                slot.probe = Probe::Socket {
+                    ty: sock_type(ty),
+                    peer_planned: o.targets.iter().any(|t| t.end != end),
+                };
+            }
+            Kind::Eventfd { count, flags } => {
+                slot.link = Link::Exact(b"anon_inode:[eventfd]".to_vec());
+                slot.pos = Some(0);
+                slot.flags = rdwr | nb(flags);
+                slot.probe = Probe::Eventfd {
+                    count: count.unwrap_or(0),
+                    semaphore: has_word(flags, "semaphore"),
+                };
+            }
+            Kind::Memfd(m) => {
+                let mut l = b"/memfd:".to_vec();
+                l.extend_from_slice(&m.name);
+                l.extend_from_slice(b" (deleted)");
+                slot.link = Link::Exact(l);
+                slot.pos = Some(m.pos.unwrap_or(0));
+                slot.flags = rdwr
+                    | nb(&m.flags)
+                    | if has_word(&m.flags, "append") {
+                        libc::O_APPEND as u32
+                    } else {
+                        0
+                    };
+                slot.probe = Probe::Memfd {
+                    content: memfd_content(m),
+                    seals: if m.seals.is_empty() {
+                        None
+                    } else {
+                        Some(seal_bits(&m.seals))
+                    },
+                };
+            }
+            Kind::Reopen {
+                pipe,
+                end: pend,
+                flags,
+            } => {
+                slot.link = Link::Prefix("pipe:[".into());
+                slot.ident = Some(*pipe);
+                slot.flags = (if *pend == 0 { 0 } else { 1 }) | nb(flags);
+                if let Some(Obj {
+                    kind: Kind::Pipe { data, size },
+                    ..
+                }) = self.obj(*pipe)
+                {
+                    slot.probe = pipe_probe(data, size);
+                }
+            }
+            Kind::Inherit { src, .. } => {
+                let target = std::fs::read_link(format!("/proc/self/fd/{src}"))
+                    .expect("inherit: the test's own fd must be open");
+                let (pos, flags) =
+                    fdinfo(std::process::id() as i32, *src as u32).expect("inherit: own fdinfo");
+                slot.link = Link::Exact(target.as_os_str().as_bytes().to_vec());
+                slot.pos = Some(pos);
+                slot.flags = flags & !(O_CLOEXEC | O_LARGEFILE);
+                slot.probe = Probe::SameAsMine { fd: *src };
+            }
+        }
+        slot
+    }
+
+    /// The layout the kernel must show once every task is restored. Members of one shared
+    /// table (files=) all get the table's whole layout (the union of their targets).
     pub fn expect(&self) -> Expect {
-        let mut e: Expect = self.tasks.iter().map(|t| (t.id, BTreeMap::new())).collect();
+        let mut tables: BTreeMap<u16, BTreeMap<u32, Slot>> = BTreeMap::new();
+        for t in &self.tasks {
+            tables.entry(self.table_owner(t.id)).or_default();
+        }
         for o in &self.objs {
             for t in &o.targets {
-                let (path, pos, flags) = match &o.kind {
-                    Kind::Reg {
-                        path, flags, pos, ..
-                    } => (
-                        Some(path.clone()),
-                        Some(pos.unwrap_or(0)),
-                        kept_flags(flag_bits(flags)),
-                    ),
-                    Kind::Pipe => (None, None, if t.end == 0 { 0 } else { 1 }),
-                };
-                let slot = Slot {
-                    obj: o.id,
-                    end: t.end,
-                    path,
-                    pos,
-                    flags,
-                    cloexec: t.cloexec,
-                };
-                let prev = e
-                    .get_mut(&t.task)
-                    .expect("target in undeclared task")
+                assert!(
+                    self.task_def(t.task).is_some(),
+                    "test bug: target in undeclared task {}",
+                    t.task
+                );
+                let mut slot = self.slot_for(o, t.end);
+                slot.cloexec = t.cloexec;
+                let prev = tables
+                    .get_mut(&self.table_owner(t.task))
+                    .unwrap()
                     .insert(t.fd, slot);
                 assert!(
                     prev.is_none(),
-                    "test bug: task {} fd {} planned twice",
+                    "test bug: task {} fd {} planned twice (in its table)",
                     t.task,
                     t.fd
                 );
             }
         }
-        e
+        self.tasks
+            .iter()
+            .map(|t| (t.id, tables[&self.table_owner(t.id)].clone()))
+            .collect()
     }
 
     /// Number of planned fds.
@@ -527,7 +944,6 @@ impl Plan {
         self.objs.iter().map(|o| o.targets.len()).sum()
     }
 }
-
 // ---------------------------------------------------------------------------------------------
 // The kernel checker
 // ---------------------------------------------------------------------------------------------
@@ -618,12 +1034,444 @@ pub struct CheckOpts {
     /// The tasks have exec'd: FD_CLOEXEC fds are gone, and fdinfo can no longer be compared
     /// for them.
     pub after_exec: bool,
-    /// The tasks must be stopped (state T).
+    /// The tasks must be stopped (state T). Only then are the object probes run (pipe data,
+    /// socket peers, eventfd counters, memfd contents): running tasks may change them.
     pub stopped: bool,
     /// Extra fds every task must also hold (--keep); not checked further here.
     pub keep: Vec<u32>,
     /// Skip the pos check (the tasks may have moved offsets).
     pub no_pos: bool,
+    /// Skip the object probes even when stopped.
+    pub no_probe: bool,
+}
+
+/// A pidfd for `pid` (close-on-exec).
+pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_long, 0 as libc::c_long) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
+}
+
+/// A copy of `fd` of the process behind `pidfd` (the same open file description; the copy is
+/// close-on-exec).
+pub fn pidfd_getfd(pidfd: &OwnedFd, fd: u32) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_getfd,
+            pidfd.as_raw_fd() as libc::c_long,
+            fd as libc::c_long,
+            0 as libc::c_long,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
+}
+
+/// A copy of task `pid`'s fd `fd` (pidfd_open + pidfd_getfd).
+pub fn steal_fd(pid: i32, fd: u32) -> io::Result<OwnedFd> {
+    pidfd_getfd(&pidfd_open(pid)?, fd)
+}
+
+/// kcmp(KCMP_FILES): Ok(0) when the two processes share one fd table.
+pub fn kcmp_files(pid1: i32, pid2: i32) -> Result<i64, i32> {
+    // SAFETY: kcmp takes integers only.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            pid1 as libc::c_long,
+            pid2 as libc::c_long,
+            2 as libc::c_long,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        Ok(r)
+    }
+}
+
+/// (soft, hard) of "Max open files" in /proc/PID/limits (u64::MAX for unlimited).
+pub fn proc_nofile(pid: i32) -> io::Result<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits"))?;
+    let l = text
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no Max open files line"))?;
+    let w: Vec<&str> = l["Max open files".len()..].split_whitespace().collect();
+    let num = |s: &str| {
+        if s == "unlimited" {
+            Ok(u64::MAX)
+        } else {
+            s.parse::<u64>()
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, l.to_string()))
+        }
+    };
+    Ok((num(w.first().copied().unwrap_or(""))?, num(w.get(1).copied().unwrap_or(""))?))
+}
+
+/// The value of field `key:` in /proc/PID/fdinfo/FD.
+pub fn fdinfo_field(pid: i32, fd: u32, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key).and_then(|r| r.strip_prefix(':')))
+        .map(|v| v.trim().to_string())
+}
+
+fn errno_name(e: i32) -> String {
+    format!("{} (errno {e})", io::Error::from_raw_os_error(e))
+}
+
+fn last_errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// FIONREAD on `fd`.
+pub fn fionread(fd: &OwnedFd) -> Result<i64, i32> {
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONREAD, &mut n) };
+    if r < 0 {
+        Err(last_errno())
+    } else {
+        Ok(n as i64)
+    }
+}
+
+/// The bytes buffered in the pipe whose read end is `fd`, without consuming them (tee into a
+/// pipe of our own).
+pub fn pipe_peek(fd: &OwnedFd, len: usize) -> Result<Vec<u8>, String> {
+    let mut p = [0; 2];
+    // SAFETY: p has room for two fds.
+    if unsafe { libc::pipe2(p.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) } < 0 {
+        return Err(format!("pipe2: {}", errno_name(last_errno())));
+    }
+    // SAFETY: fresh fds.
+    let (pr, pw) = unsafe { (OwnedFd::from_raw_fd(p[0]), OwnedFd::from_raw_fd(p[1])) };
+    // SAFETY: plain fcntl.
+    unsafe { libc::fcntl(pw.as_raw_fd(), libc::F_SETPIPE_SZ, 1 << 20) };
+    // SAFETY: plain syscall.
+    let n = unsafe {
+        libc::tee(
+            fd.as_raw_fd(),
+            pw.as_raw_fd(),
+            len.max(1),
+            libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    if n < 0 {
+        return Err(format!("tee: {}", errno_name(last_errno())));
+    }
+    let mut out = vec![0u8; n as usize];
+    let mut got = 0;
+    while got < out.len() {
+        // SAFETY: out is writable from got.
+        let k = unsafe {
+            libc::read(
+                pr.as_raw_fd(),
+                out[got..].as_mut_ptr().cast(),
+                out.len() - got,
+            )
+        };
+        if k <= 0 {
+            break;
+        }
+        got += k as usize;
+    }
+    out.truncate(got);
+    Ok(out)
+}
+
+fn show_bytes(b: &[u8]) -> String {
+    if b.len() <= 48 {
+        format!("{:?}", String::from_utf8_lossy(b))
+    } else {
+        format!(
+            "{} bytes starting {:?}",
+            b.len(),
+            String::from_utf8_lossy(&b[..48])
+        )
+    }
+}
+
+/// Probes one (object, end) through a copy of task `pid`'s fd `fd`.
+fn probe_one(slot: &Slot, what: &str, pid: i32, fd: u32, stopped: bool, errs: &mut Vec<String>) {
+    let me = std::process::id() as i32;
+    if let Probe::SameAsMine { fd: mine } = slot.probe {
+        match kcmp_file(me, mine as u32, pid, fd) {
+            Ok(0) => {}
+            r => errs.push(format!(
+                "{what}: must be the caller's own fd {mine} (inherited), kcmp = {r:?}"
+            )),
+        }
+        return;
+    }
+    if matches!(slot.probe, Probe::None) {
+        return;
+    }
+    let copy = match steal_fd(pid, fd) {
+        Ok(c) => c,
+        Err(e) => {
+            errs.push(format!("{what}: pidfd_getfd: {e}"));
+            return;
+        }
+    };
+    match &slot.probe {
+        Probe::Socket { ty, .. } => {
+            let mut v: libc::c_int = 0;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: v and len are valid for getsockopt.
+            let r = unsafe {
+                libc::getsockopt(
+                    copy.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_TYPE,
+                    (&mut v as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            if r < 0 {
+                errs.push(format!("{what}: getsockopt(SO_TYPE): {}", errno_name(last_errno())));
+            } else if v != *ty {
+                errs.push(format!(
+                    "{what}: socket type {} ({v}), planned {}",
+                    ty_name(v),
+                    ty_name(*ty)
+                ));
+            }
+            let mut dom: libc::c_int = 0;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: as above.
+            unsafe {
+                libc::getsockopt(
+                    copy.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_DOMAIN,
+                    (&mut dom as *mut libc::c_int).cast(),
+                    &mut len,
+                )
+            };
+            if dom != libc::AF_UNIX {
+                errs.push(format!("{what}: socket domain {dom}, planned AF_UNIX"));
+            }
+        }
+        _ if !stopped => {}
+        Probe::Pipe { cap, data } => {
+            if let Some(c) = cap {
+                // SAFETY: plain fcntl.
+                let got = unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_GETPIPE_SZ) };
+                if got as i64 != *c as i64 {
+                    errs.push(format!("{what}: F_GETPIPE_SZ = {got}, planned capacity {c}"));
+                }
+            }
+            match fionread(&copy) {
+                Ok(n) if n == data.len() as i64 => {}
+                r => errs.push(format!(
+                    "{what}: FIONREAD = {r:?}, planned {} buffered bytes",
+                    data.len()
+                )),
+            }
+            if slot.flags & 3 == 0 && !data.is_empty() {
+                match pipe_peek(&copy, data.len()) {
+                    Ok(b) if &b == data => {}
+                    Ok(b) => errs.push(format!(
+                        "{what}: buffered bytes are {}, planned {}",
+                        show_bytes(&b),
+                        show_bytes(data)
+                    )),
+                    Err(e) => errs.push(format!("{what}: {e}")),
+                }
+            }
+        }
+        Probe::Eventfd { count, semaphore } => {
+            match fdinfo_field(pid, fd, "eventfd-count")
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            {
+                Some(c) if c == *count => {}
+                c => errs.push(format!("{what}: eventfd-count {c:?}, planned {count}")),
+            }
+            if let Some(s) = fdinfo_field(pid, fd, "eventfd-semaphore") {
+                if (s == "1") != *semaphore {
+                    errs.push(format!(
+                        "{what}: eventfd-semaphore {s}, planned {}",
+                        *semaphore as u8
+                    ));
+                }
+            }
+        }
+        Probe::Memfd { content, seals } => {
+            // SAFETY: all-zero stat is valid; fstat fills it.
+            let mut st: libc::stat = unsafe { std::mem::zeroed() };
+            // SAFETY: st is writable.
+            if unsafe { libc::fstat(copy.as_raw_fd(), &mut st) } < 0 {
+                errs.push(format!("{what}: fstat: {}", errno_name(last_errno())));
+            } else if st.st_size as u64 != content.len() as u64 {
+                errs.push(format!(
+                    "{what}: size {}, planned {}",
+                    st.st_size,
+                    content.len()
+                ));
+            }
+            let mut buf = vec![0u8; content.len() + 16];
+            let mut got = 0usize;
+            while got < buf.len() {
+                // SAFETY: buf is writable from got.
+                let k = unsafe {
+                    libc::pread(
+                        copy.as_raw_fd(),
+                        buf[got..].as_mut_ptr().cast(),
+                        buf.len() - got,
+                        got as libc::off_t,
+                    )
+                };
+                if k <= 0 {
+                    break;
+                }
+                got += k as usize;
+            }
+            buf.truncate(got);
+            if &buf != content {
+                errs.push(format!(
+                    "{what}: contents {}, planned {}",
+                    show_bytes(&buf),
+                    show_bytes(content)
+                ));
+            }
+            // SAFETY: plain fcntl.
+            let s = unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_GET_SEALS) };
+            let ok = match seals {
+                Some(want) => s == *want,
+                None => s == 0 || s == F_SEAL_SEAL,
+            };
+            if !ok {
+                errs.push(format!(
+                    "{what}: F_GET_SEALS = {s:#x}, planned {}",
+                    seals.map_or("none (0, or F_SEAL_SEAL)".to_string(), |w| format!("{w:#x}"))
+                ));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A socketpair's ends: a datagram each way between the planned ends; a planned end whose
+/// peer is planned nowhere must find the peer gone.
+fn probe_pair(
+    obj: u32,
+    ty: i32,
+    a: Option<(u16, i32, u32)>,
+    b: Option<(u16, i32, u32)>,
+    a_planned: bool,
+    b_planned: bool,
+    errs: &mut Vec<String>,
+) {
+    let send = |fd: &OwnedFd, msg: &[u8]| -> Result<(), i32> {
+        // SAFETY: msg readable.
+        let n = unsafe {
+            libc::send(
+                fd.as_raw_fd(),
+                msg.as_ptr().cast(),
+                msg.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            Err(last_errno())
+        } else {
+            Ok(())
+        }
+    };
+    let recv = |fd: &OwnedFd| -> Result<Vec<u8>, i32> {
+        let mut b = vec![0u8; 256];
+        // SAFETY: b writable.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), b.as_mut_ptr().cast(), b.len(), libc::MSG_DONTWAIT) };
+        if n < 0 {
+            Err(last_errno())
+        } else {
+            b.truncate(n as usize);
+            Ok(b)
+        }
+    };
+    let get = |t: (u16, i32, u32)| {
+        steal_fd(t.1, t.2).map_err(|e| format!("socketpair {obj}: task {} fd {}: pidfd_getfd: {e}", t.0, t.2))
+    };
+    match (a, b) {
+        (Some(ta), Some(tb)) => {
+            let (ca, cb) = match (get(ta), get(tb)) {
+                (Ok(x), Ok(y)) => (x, y),
+                (Err(e), _) | (_, Err(e)) => {
+                    errs.push(e);
+                    return;
+                }
+            };
+            for (from, to, cf, ct) in [(ta, tb, &ca, &cb), (tb, ta, &cb, &ca)] {
+                let msg = format!("probe {obj} {} {}", from.2, to.2).into_bytes();
+                if let Err(e) = send(cf, &msg) {
+                    errs.push(format!(
+                        "socketpair {obj}: send on task {} fd {}: {}",
+                        from.0,
+                        from.2,
+                        errno_name(e)
+                    ));
+                    continue;
+                }
+                match recv(ct) {
+                    Ok(m) if m == msg => {}
+                    r => errs.push(format!(
+                        "socketpair {obj}: what task {} fd {} sent must arrive at task {} fd {} (its peer), got {:?}",
+                        from.0,
+                        from.2,
+                        to.0,
+                        to.2,
+                        r.map(|m| String::from_utf8_lossy(&m).into_owned())
+                    )),
+                }
+            }
+        }
+        (Some(t), None) | (None, Some(t)) => {
+            let other_planned = if a.is_some() { b_planned } else { a_planned };
+            if other_planned {
+                return; // the missing end is already reported
+            }
+            let c = match get(t) {
+                Ok(c) => c,
+                Err(e) => {
+                    errs.push(e);
+                    return;
+                }
+            };
+            match send(&c, b"probe") {
+                Err(e) if e == libc::EPIPE || e == libc::ECONNREFUSED || e == libc::ECONNRESET => {}
+                r => errs.push(format!(
+                    "socketpair {obj}: the end at task {} fd {} must have no peer (its other end is planned nowhere), but send gave {:?}",
+                    t.0,
+                    t.2,
+                    r.map_err(errno_name)
+                )),
+            }
+            if ty != libc::SOCK_DGRAM {
+                match recv(&c) {
+                    Ok(m) if m.is_empty() => {}
+                    r => errs.push(format!(
+                        "socketpair {obj}: the end at task {} fd {} must read EOF (no peer), got {:?}",
+                        t.0,
+                        t.2,
+                        r.map_err(errno_name)
+                    )),
+                }
+            }
+        }
+        (None, None) => {}
+    }
 }
 
 /// The kernel checker. Returns every problem found (empty: the tables are as planned).
@@ -631,11 +1479,17 @@ pub struct CheckOpts {
 /// 1. /proc/PID/fd holds exactly the planned fds (plus `keep`);
 /// 2. kcmp(KCMP_FILE) == 0 within each (object, end), != 0 across them: each fd against one
 ///    representative, the representatives sorted by kcmp order and neighbours compared;
-/// 3. fdinfo: pos (reg), status flags, FD_CLOEXEC; readlink names the planned path / a pipe.
+/// 3. fdinfo: pos, status flags, FD_CLOEXEC; readlink names the planned path / kind;
+/// 4. the ends and reopens of one pipe are one inode, different pipes different inodes;
+/// 5. per (object, end), on one fd: the object's probe (see [`Probe`]), and for each
+///    socketpair whether its ends are each other's peers.
 pub fn check_tables(exp: &Expect, pids: &BTreeMap<u16, i32>, opts: &CheckOpts) -> Vec<String> {
     let mut errs = Vec::new();
     // Per (object, end): its fds as (task, pid, fd).
     let mut groups: BTreeMap<(u32, u8), Vec<(u16, i32, u32)>> = BTreeMap::new();
+    let mut group_slot: BTreeMap<(u32, u8), Slot> = BTreeMap::new();
+    // ident → (readlink, task, fd) of its first fd.
+    let mut idents: BTreeMap<u32, (String, u16, u32)> = BTreeMap::new();
     for (&task, fds) in exp {
         let Some(&pid) = pids.get(&task) else {
             errs.push(format!("task {task}: no pid"));
@@ -693,21 +1547,45 @@ pub fn check_tables(exp: &Expect, pids: &BTreeMap<u16, i32>, opts: &CheckOpts) -
                 .entry((slot.obj, slot.end))
                 .or_default()
                 .push((task, pid, fd));
-            let what = format!("task {task} fd {fd} (object {} end {})", slot.obj, slot.end);
+            group_slot
+                .entry((slot.obj, slot.end))
+                .or_insert_with(|| slot.clone());
+            let what = format!(
+                "task {task} fd {fd} ({} {} end {})",
+                slot.kind, slot.obj, slot.end
+            );
+            let raw = std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+                .map(|p| p.as_os_str().as_bytes().to_vec());
             let target = fd_target(pid, fd);
-            match &slot.path {
-                Some(p) => {
-                    if Path::new(&target) != p.as_path() {
-                        errs.push(format!(
-                            "{what}: links to {target}, planned {}",
-                            p.display()
-                        ));
+            let link_ok = match (&slot.link, &raw) {
+                (_, Err(_)) => false,
+                (Link::Path(p), Ok(r)) => r.as_slice() == p.as_os_str().as_bytes(),
+                (Link::Prefix(pre), Ok(r)) => r.starts_with(pre.as_bytes()),
+                (Link::Exact(e), Ok(r)) => r == e,
+                (Link::Any, Ok(_)) => true,
+            };
+            if !link_ok {
+                let planned = match &slot.link {
+                    Link::Path(p) => p.display().to_string(),
+                    Link::Prefix(pre) => match pre.as_str() {
+                        "pipe:[" => "a pipe (pipe:[...])".to_string(),
+                        "socket:[" => "a socket (socket:[...])".to_string(),
+                        _ => format!("{pre}...]"),
+                    },
+                    Link::Exact(e) => String::from_utf8_lossy(e).into_owned(),
+                    Link::Any => "anything".into(),
+                };
+                errs.push(format!("{what}: links to {target}, planned {planned}"));
+            }
+            if let Some(id) = slot.ident {
+                match idents.get(&id) {
+                    None => {
+                        idents.insert(id, (target.clone(), task, fd));
                     }
-                }
-                None => {
-                    if !target.starts_with("pipe:") {
-                        errs.push(format!("{what}: links to {target}, planned a pipe"));
-                    }
+                    Some((t0, task0, fd0)) if *t0 != target => errs.push(format!(
+                        "{what}: links to {target}, but task {task0} fd {fd0} of the same pipe links to {t0}: they must be one pipe"
+                    )),
+                    _ => {}
                 }
             }
             match fdinfo(pid, fd) {
@@ -737,6 +1615,15 @@ pub fn check_tables(exp: &Expect, pids: &BTreeMap<u16, i32>, opts: &CheckOpts) -
             }
         }
     }
+    // Different pipes are different inodes.
+    let mut by_target: BTreeMap<&str, u32> = BTreeMap::new();
+    for (&id, (t, _, _)) in &idents {
+        if let Some(prev) = by_target.insert(t.as_str(), id) {
+            errs.push(format!(
+                "pipes {prev} and {id} are the same pipe ({t}); they must be two"
+            ));
+        }
+    }
     // Sharing: every fd of a group against its representative.
     let mut reps: Vec<((u32, u8), (u16, i32, u32))> = Vec::new();
     for (&key, members) in &groups {
@@ -751,6 +1638,43 @@ pub fn check_tables(exp: &Expect, pids: &BTreeMap<u16, i32>, opts: &CheckOpts) -
             }
         }
         reps.push((key, rep));
+    }
+    // Probes, on each group's representative.
+    let probe = opts.stopped && !opts.no_probe && !opts.after_exec;
+    for (key, rep) in &reps {
+        let slot = &group_slot[key];
+        let what = format!(
+            "task {} fd {} ({} {} end {})",
+            rep.0, rep.2, slot.kind, slot.obj, slot.end
+        );
+        probe_one(slot, &what, rep.1, rep.2, probe, &mut errs);
+    }
+    if probe {
+        // Socketpairs: the two ends are peers. Which ends are planned at all comes from exp.
+        let mut planned: BTreeSet<(u32, u8)> = BTreeSet::new();
+        for fds in exp.values() {
+            for s in fds.values() {
+                planned.insert((s.obj, s.end));
+            }
+        }
+        let mut pairs: BTreeMap<u32, i32> = BTreeMap::new();
+        for (key, slot) in &group_slot {
+            if let Probe::Socket { ty, .. } = slot.probe {
+                pairs.insert(key.0, ty);
+            }
+        }
+        for (obj, ty) in pairs {
+            let rep = |end: u8| groups.get(&(obj, end)).map(|m| m[0]);
+            probe_pair(
+                obj,
+                ty,
+                rep(0),
+                rep(1),
+                planned.contains(&(obj, 0)),
+                planned.contains(&(obj, 1)),
+                &mut errs,
+            );
+        }
     }
     // Distinctness: sort representatives by kcmp order; equal ones end up adjacent.
     let mut kerr = None;
@@ -784,17 +1708,68 @@ fn first<T: std::fmt::Debug>(v: &[T], n: usize) -> String {
     }
 }
 
-/// Panics with every problem [`check_tables`] finds.
-pub fn assert_tables(exp: &Expect, pids: &BTreeMap<u16, i32>, opts: &CheckOpts) {
-    let errs = check_tables(exp, pids, opts);
+fn panic_errs(what: &str, errs: Vec<String>) {
     if !errs.is_empty() {
         let n = errs.len();
         let shown: Vec<_> = errs.into_iter().take(40).collect();
-        panic!(
-            "kernel check failed ({n} problems):\n  {}",
-            shown.join("\n  ")
-        );
+        panic!("{what} failed ({n} problems):\n  {}", shown.join("\n  "));
     }
+}
+
+/// Panics with every problem [`check_tables`] finds.
+pub fn assert_tables(exp: &Expect, pids: &BTreeMap<u16, i32>, opts: &CheckOpts) {
+    panic_errs("kernel check", check_tables(exp, pids, opts));
+}
+
+/// [`check_tables`] of the plan's layout, plus what only the plan knows: each task's
+/// RLIMIT_NOFILE (nofile=, soft and hard), and fd-table sharing (kcmp(KCMP_FILES) == 0 within
+/// a files= group, != 0 between tasks of different tables).
+pub fn check_plan(plan: &Plan, pids: &BTreeMap<u16, i32>, opts: &CheckOpts) -> Vec<String> {
+    let mut errs = check_tables(&plan.expect(), pids, opts);
+    for t in &plan.tasks {
+        let (Some(n), Some(&pid)) = (t.nofile, pids.get(&t.id)) else {
+            continue;
+        };
+        match proc_nofile(pid) {
+            Ok((s, h)) if s == n && h == n => {}
+            r => errs.push(format!(
+                "task {} (pid {pid}): Max open files {r:?}, planned nofile={n} (soft and hard)",
+                t.id
+            )),
+        }
+    }
+    let ids: Vec<(u16, i32, u16)> = plan
+        .tasks
+        .iter()
+        .filter_map(|t| pids.get(&t.id).map(|&p| (t.id, p, plan.table_owner(t.id))))
+        .collect();
+    for (i, a) in ids.iter().enumerate() {
+        for b in &ids[i + 1..] {
+            let same = a.2 == b.2;
+            match kcmp_files(a.1, b.1) {
+                Ok(0) if same => {}
+                Ok(r) if !same && r != 0 => {}
+                r => errs.push(format!(
+                    "tasks {} (pid {}) and {} (pid {}): kcmp(KCMP_FILES) = {r:?}; they must {}",
+                    a.0,
+                    a.1,
+                    b.0,
+                    b.1,
+                    if same {
+                        format!("share one fd table (owner task {})", a.2)
+                    } else {
+                        "have separate fd tables".to_string()
+                    }
+                )),
+            }
+        }
+    }
+    errs
+}
+
+/// Panics with every problem [`check_plan`] finds.
+pub fn assert_plan(plan: &Plan, pids: &BTreeMap<u16, i32>, opts: &CheckOpts) {
+    panic_errs("kernel check", check_plan(plan, pids, opts));
 }
 
 /// Waits until `pid` is gone or a zombie.
@@ -1071,23 +2046,33 @@ impl Running {
 
     /// Each task is a child of its parent= task, or of run when it has none.
     pub fn assert_parents(&self, plan: &Plan) {
+        let bad = self.parent_errors(plan);
+        assert!(bad.is_empty(), "process tree:\n  {}", bad.join("\n  "));
+    }
+
+    /// What [`Running::assert_parents`] checks, as a list of problems.
+    pub fn parent_errors(&self, plan: &Plan) -> Vec<String> {
         let mut bad = Vec::new();
         for t in &plan.tasks {
             let want = match t.parent {
-                Some(p) => self.pids[&p],
+                Some(p) => self.pids.get(&p).copied().unwrap_or(-1),
                 None => self.run_pid(),
             };
-            let got = proc_ppid(self.pids[&t.id]);
+            let Some(&pid) = self.pids.get(&t.id) else {
+                bad.push(format!("task {}: no pid printed", t.id));
+                continue;
+            };
+            let got = proc_ppid(pid);
             if got != Some(want) {
                 bad.push(format!(
                     "task {} (pid {}): parent pid {got:?}, want {want} ({})",
                     t.id,
-                    self.pids[&t.id],
+                    pid,
                     t.parent.map_or("run".to_string(), |p| format!("task {p}"))
                 ));
             }
         }
-        assert!(bad.is_empty(), "process tree:\n  {}", bad.join("\n  "));
+        bad
     }
 
     /// SIGCONT to every task.
@@ -1163,23 +2148,57 @@ impl Drop for Running {
 /// Runs a plan with `--stop ARGS`, checks the tables with the kernel checker, then kills the
 /// tasks and checks that run exits 0.
 pub fn run_and_check(plan: &Plan, dir: &TmpDir, args: &[&str]) {
-    let path = dir.plan(&plan.text());
-    let r = run_stop(&path, args);
-    assert_eq!(
-        r.order,
-        plan.task_ids(),
-        "run must print the tasks in plan order"
-    );
-    assert_tables(
-        &plan.expect(),
+    if let Err(e) = try_run_and_check(plan, dir, args) {
+        panic!("{e}");
+    }
+}
+
+/// [`run_and_check`] returning every problem as one message (with the plan text) instead of
+/// panicking.
+pub fn try_run_and_check(plan: &Plan, dir: &TmpDir, args: &[&str]) -> Result<(), String> {
+    let text = plan.text();
+    let path = dir.plan(&text);
+    let r = start_stopped(run_stop_cmd(&path, args)).map_err(|o| {
+        format!(
+            "fdslot run PLAN --stop {} did not get to ready: {o}\n--- plan ---\n{text}",
+            args.join(" ")
+        )
+    })?;
+    let mut errs = Vec::new();
+    if r.order != plan.task_ids() {
+        errs.push(format!(
+            "run must print the tasks in plan order: printed {:?}",
+            r.order
+        ));
+    }
+    errs.extend(check_plan(
+        plan,
         &r.pids,
         &CheckOpts {
             stopped: true,
             ..Default::default()
         },
-    );
-    r.assert_parents(plan);
-    r.finish();
+    ));
+    errs.extend(r.parent_errors(plan));
+    for &p in r.pids.values() {
+        kill(p, libc::SIGKILL);
+    }
+    let o = r.wait(CAP);
+    if !o.note.is_empty() || o.code() != Some(0) || !o.stdout.is_empty() {
+        errs.push(format!(
+            "after killing the tasks, run must exit 0 and print nothing more: {o}"
+        ));
+    }
+    if errs.is_empty() {
+        return Ok(());
+    }
+    let n = errs.len();
+    let shown: Vec<_> = errs.into_iter().take(40).collect();
+    Err(format!(
+        "kernel check of `fdslot run PLAN --stop {}` failed ({n} problems):\n  {}\n--- plan ---\n{text}",
+        args.join(" "),
+        shown.join("\n  ")
+    ))
 }
 
 /// `--batch N` args for a form: None is the default.
@@ -1728,4 +2747,87 @@ pub fn count_by<K: Ord + Clone, T>(v: &[T], key: impl Fn(&T) -> K) -> BTreeMap<K
         *m.entry(key(x)).or_insert(0) += 1;
     }
     m
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// Helpers for the newer object kinds
+// ---------------------------------------------------------------------------------------------
+
+/// mkfifo(path, 0600).
+pub fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: c is a valid C string.
+    let r = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+    assert_eq!(r, 0, "mkfifo {}: {}", path.display(), io::Error::last_os_error());
+}
+
+/// A fresh pty: (master, slave path /dev/pts/N). The slave is not opened here.
+pub fn pty_pair() -> (OwnedFd, PathBuf) {
+    // SAFETY: plain libc calls on a fresh fd.
+    unsafe {
+        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(m >= 0, "posix_openpt: {}", io::Error::last_os_error());
+        let m = OwnedFd::from_raw_fd(m);
+        assert_eq!(libc::grantpt(m.as_raw_fd()), 0, "grantpt");
+        assert_eq!(libc::unlockpt(m.as_raw_fd()), 0, "unlockpt");
+        let mut buf = [0 as libc::c_char; 128];
+        assert_eq!(
+            libc::ptsname_r(m.as_raw_fd(), buf.as_mut_ptr(), buf.len()),
+            0,
+            "ptsname_r"
+        );
+        let name = std::ffi::CStr::from_ptr(buf.as_ptr());
+        (m, PathBuf::from(std::ffi::OsStr::from_bytes(name.to_bytes())))
+    }
+}
+
+/// An AF_UNIX socketpair of type `ty`, both ends close-on-exec.
+pub fn unix_pair(ty: i32) -> (OwnedFd, OwnedFd) {
+    let mut sv = [0; 2];
+    // SAFETY: sv has room for two fds.
+    let r = unsafe { libc::socketpair(libc::AF_UNIX, ty | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) };
+    assert_eq!(r, 0, "socketpair: {}", io::Error::last_os_error());
+    // SAFETY: fresh fds we own.
+    unsafe { (OwnedFd::from_raw_fd(sv[0]), OwnedFd::from_raw_fd(sv[1])) }
+}
+
+/// A listening TCP socket on 127.0.0.1 (port chosen by the kernel), close-on-exec.
+pub fn tcp_listener() -> std::net::TcpListener {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0")
+}
+
+/// `fdslot check` of `text` must fail with exit 2 and one stderr line
+/// `fdslot: PLAN line N: ...` for one of `lines`.
+pub fn check_rejects_at(name: &str, text: &str, lines: &[u32]) -> Output {
+    let d = TmpDir::new("rej");
+    let plan = d.plan(text);
+    let mut c = fdslot();
+    c.arg("check").arg(&plan);
+    let o = output(c);
+    assert_eq!(o.code(), Some(2), "[{name}] check must exit 2:\n{text}\n{o}");
+    let got: Vec<&str> = o.stderr.lines().collect();
+    let ok = got.len() == 1
+        && lines.iter().any(|n| {
+            let prefix = format!("fdslot: {} line {n}: ", plan.display());
+            got[0].starts_with(&prefix) && got[0].len() > prefix.len()
+        });
+    assert!(
+        ok,
+        "[{name}] want one stderr line `fdslot: {} line N: ...` with N in {lines:?}; plan:\n{text}\n{o}",
+        plan.display()
+    );
+    assert_eq!(o.stdout, "", "[{name}] nothing on stdout: {o}");
+    o
+}
+
+/// `fdslot check` of `text` must succeed (exit 0, one summary line).
+pub fn check_accepts(name: &str, text: &str) {
+    let d = TmpDir::new("acc");
+    let plan = d.plan(text);
+    let mut c = fdslot();
+    c.arg("check").arg(&plan);
+    let o = output(c);
+    assert_eq!(o.code(), Some(0), "[{name}] check must accept:\n{text}\n{o}");
+    assert_eq!(o.stdout.lines().count(), 1, "[{name}] one summary line: {o}");
 }
