@@ -52,7 +52,12 @@ fn objects(d: &TmpDir) -> Objects {
     let (pr, pw) = (own(p[0]), own(p[1]));
     let path = std::ffi::CString::new(format!("/proc/self/fd/{}", pr.as_raw_fd())).unwrap();
     // SAFETY: valid C string.
-    let rr = own(unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC) });
+    let rr = own(unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC,
+        )
+    });
     let (s1a, s1b) = unix_pair(libc::SOCK_STREAM);
     let (s2a, s2b) = unix_pair(libc::SOCK_DGRAM);
     let (s3a, s3b) = unix_pair(libc::SOCK_SEQPACKET);
@@ -61,12 +66,20 @@ fn objects(d: &TmpDir) -> Objects {
     let efd = own(unsafe { libc::eventfd(7, libc::EFD_SEMAPHORE | libc::EFD_CLOEXEC) });
     let name = std::ffi::CString::new("selftest").unwrap();
     // SAFETY: valid C string.
-    let mfd = own(unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_ALLOW_SEALING | libc::MFD_CLOEXEC) });
+    let mfd = own(unsafe {
+        libc::memfd_create(name.as_ptr(), libc::MFD_ALLOW_SEALING | libc::MFD_CLOEXEC)
+    });
     // SAFETY: plain syscalls.
     unsafe {
-        assert_eq!(libc::write(mfd.as_raw_fd(), b"abcdef".as_ptr().cast(), 6), 6);
+        assert_eq!(
+            libc::write(mfd.as_raw_fd(), b"abcdef".as_ptr().cast(), 6),
+            6
+        );
         libc::lseek(mfd.as_raw_fd(), 0, libc::SEEK_SET);
-        assert_eq!(libc::fcntl(mfd.as_raw_fd(), libc::F_ADD_SEALS, F_SEAL_GROW), 0);
+        assert_eq!(
+            libc::fcntl(mfd.as_raw_fd(), libc::F_ADD_SEALS, F_SEAL_GROW),
+            0
+        );
     }
     Objects {
         pr,
@@ -116,7 +129,10 @@ fn fork_table(o: &Objects) -> Stopped {
             }
             libc::syscall(libc::SYS_close_range, 0u32, 2u32, 0u32);
             libc::syscall(libc::SYS_close_range, 13u32, u32::MAX, 0u32);
-            let lim = libc::rlimit { rlim_cur: 50, rlim_max: 50 };
+            let lim = libc::rlimit {
+                rlim_cur: 50,
+                rlim_max: 50,
+            };
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
             libc::kill(libc::getpid(), libc::SIGSTOP);
             libc::_exit(0);
@@ -175,13 +191,23 @@ fn plan(o: &Objects, l: &L) -> Plan {
     let mut p = Plan::new();
     p.task(1);
     p.nofile(1, l.nofile);
-    p.pipe(1).pipe_data(&o.data, &l.data).pipe_size(l.size).r(1, 3).w(1, 4);
+    p.pipe(1)
+        .pipe_data(&o.data, &l.data)
+        .pipe_size(l.size)
+        .r(1, 3)
+        .w(1, 4);
     if l.reopen_as_pipe_end {
-        p.objs[0].targets.push(Tgt { end: 0, task: 1, fd: 5, cloexec: false });
+        p.objs[0].targets.push(Tgt {
+            end: 0,
+            task: 1,
+            fd: 5,
+            cloexec: false,
+        });
     } else if l.reopen_other_pipe {
         p.pipe(20).r(1, 5);
     } else {
-        p.reopen(2, 1, 0, if l.reopen_nb { "nonblock" } else { "" }).at(1, 5);
+        p.reopen(2, 1, 0, if l.reopen_nb { "nonblock" } else { "" })
+            .at(1, 5);
     }
     p.socketpair(3, l.pair_ty, "").a(1, 6).a(1, 12);
     if l.pair_b_nowhere {
@@ -192,7 +218,11 @@ fn plan(o: &Objects, l: &L) -> Plan {
     if l.dgram_as_pair {
         p.socketpair(4, "dgram", "").a(1, 8);
     } else {
-        let src = if l.inherit_src_wrong { o.s2b.as_raw_fd() } else { o.s2a.as_raw_fd() };
+        let src = if l.inherit_src_wrong {
+            o.s2b.as_raw_fd()
+        } else {
+            o.s2a.as_raw_fd()
+        };
         p.inherit(4, 8, src).at(1, 8);
     }
     p.socketpair(5, "seqpacket", "").a(1, 9);
@@ -212,7 +242,14 @@ fn plan(o: &Objects, l: &L) -> Plan {
 }
 
 fn errors(p: &Plan, pids: &BTreeMap<u16, i32>) -> Vec<String> {
-    check_plan(p, pids, &CheckOpts { stopped: true, ..Default::default() })
+    check_plan(
+        p,
+        pids,
+        &CheckOpts {
+            stopped: true,
+            ..Default::default()
+        },
+    )
 }
 
 #[test]
@@ -222,36 +259,165 @@ fn probes_accept_true_layout_and_catch_wrong_ones() {
     let child = fork_table(&o);
     let pids = BTreeMap::from([(1u16, child.0)]);
     let g = good();
-    assert_eq!(errors(&plan(&o, &g), &pids), Vec::<String>::new(), "the true layout must pass");
+    assert_eq!(
+        errors(&plan(&o, &g), &pids),
+        Vec::<String>::new(),
+        "the true layout must pass"
+    );
 
     let cases: Vec<(&str, L, &str)> = vec![
-        ("pipe bytes", L { data: b"hellx".to_vec(), ..good() }, "buffered bytes are"),
-        ("pipe length", L { data: b"hello!".to_vec(), ..good() }, "FIONREAD"),
-        ("pipe capacity", L { size: 4096, ..good() }, "F_GETPIPE_SZ = 8192"),
-        ("reopen flags", L { reopen_nb: false, ..good() }, "status flags rdonly,nonblock"),
-        ("reopen shares", L { reopen_as_pipe_end: true, ..good() }, "must share one description"),
-        ("reopen other pipe", L { reopen_other_pipe: true, ..good() }, "are the same pipe"),
-        ("socket type", L { pair_ty: "dgram", ..good() }, "socket type SOCK_STREAM"),
-        ("not peers", L { pair_b_nowhere: true, ..good() }, "must have no peer"),
-        ("peer alive", L { dgram_as_pair: true, ..good() }, "must have no peer"),
-        ("inherit", L { inherit_src_wrong: true, ..good() }, "must be the caller's own fd"),
-        ("eventfd count", L { efd_count: 8, ..good() }, "eventfd-count Some(7), planned 8"),
-        ("eventfd semaphore", L { efd_flags: "", ..good() }, "eventfd-semaphore 1, planned 0"),
-        ("memfd name", L { mname: "other", ..good() }, "links to /memfd:selftest (deleted)"),
-        ("memfd contents", L { mdata: b"abcdeg".to_vec(), ..good() }, "contents"),
-        ("memfd size", L { msize: Some(10), ..good() }, "size 6, planned 10"),
-        ("memfd seals", L { mseals: "shrink", ..good() }, "F_GET_SEALS = 0x4"),
-        ("nofile", L { nofile: 60, ..good() }, "Max open files Ok((50, 50)), planned nofile=60"),
+        (
+            "pipe bytes",
+            L {
+                data: b"hellx".to_vec(),
+                ..good()
+            },
+            "buffered bytes are",
+        ),
+        (
+            "pipe length",
+            L {
+                data: b"hello!".to_vec(),
+                ..good()
+            },
+            "FIONREAD",
+        ),
+        (
+            "pipe capacity",
+            L {
+                size: 4096,
+                ..good()
+            },
+            "F_GETPIPE_SZ = 8192",
+        ),
+        (
+            "reopen flags",
+            L {
+                reopen_nb: false,
+                ..good()
+            },
+            "status flags rdonly,nonblock",
+        ),
+        (
+            "reopen shares",
+            L {
+                reopen_as_pipe_end: true,
+                ..good()
+            },
+            "must share one description",
+        ),
+        (
+            "reopen other pipe",
+            L {
+                reopen_other_pipe: true,
+                ..good()
+            },
+            "are the same pipe",
+        ),
+        (
+            "socket type",
+            L {
+                pair_ty: "dgram",
+                ..good()
+            },
+            "socket type SOCK_STREAM",
+        ),
+        (
+            "not peers",
+            L {
+                pair_b_nowhere: true,
+                ..good()
+            },
+            "must have no peer",
+        ),
+        (
+            "peer alive",
+            L {
+                dgram_as_pair: true,
+                ..good()
+            },
+            "must have no peer",
+        ),
+        (
+            "inherit",
+            L {
+                inherit_src_wrong: true,
+                ..good()
+            },
+            "must be the caller's own fd",
+        ),
+        (
+            "eventfd count",
+            L {
+                efd_count: 8,
+                ..good()
+            },
+            "eventfd-count Some(7), planned 8",
+        ),
+        (
+            "eventfd semaphore",
+            L {
+                efd_flags: "",
+                ..good()
+            },
+            "eventfd-semaphore 1, planned 0",
+        ),
+        (
+            "memfd name",
+            L {
+                mname: "other",
+                ..good()
+            },
+            "links to /memfd:selftest (deleted)",
+        ),
+        (
+            "memfd contents",
+            L {
+                mdata: b"abcdeg".to_vec(),
+                ..good()
+            },
+            "contents",
+        ),
+        (
+            "memfd size",
+            L {
+                msize: Some(10),
+                ..good()
+            },
+            "size 6, planned 10",
+        ),
+        (
+            "memfd seals",
+            L {
+                mseals: "shrink",
+                ..good()
+            },
+            "F_GET_SEALS = 0x4",
+        ),
+        (
+            "nofile",
+            L {
+                nofile: 60,
+                ..good()
+            },
+            "Max open files Ok((50, 50)), planned nofile=60",
+        ),
     ];
     let mut bad = Vec::new();
     for (name, l, want) in &cases {
         let errs = errors(&plan(&o, l), &pids);
         if !errs.iter().any(|e| e.contains(want)) {
-            bad.push(format!("[{name}] expected an error containing {want:?}, got {errs:?}"));
+            bad.push(format!(
+                "[{name}] expected an error containing {want:?}, got {errs:?}"
+            ));
         }
     }
     // The probes left the objects as they were: the true layout still passes.
-    assert_eq!(errors(&plan(&o, &g), &pids), Vec::<String>::new(), "the probes changed the objects");
+    assert_eq!(
+        errors(&plan(&o, &g), &pids),
+        Vec::<String>::new(),
+        "the probes changed the objects"
+    );
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 

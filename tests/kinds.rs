@@ -31,9 +31,20 @@ fn run_checked(p: &Plan, d: &TmpDir, args: &[String]) -> Running {
     let plan = d.plan(&p.text());
     let r = match start_stopped(run_stop_cmd(&plan, &strs(args))) {
         Ok(r) => r,
-        Err(o) => panic!("run --stop {} failed: {o}\n--- plan ---\n{}", args.join(" "), p.text()),
+        Err(o) => panic!(
+            "run --stop {} failed: {o}\n--- plan ---\n{}",
+            args.join(" "),
+            p.text()
+        ),
     };
-    let errs = check_plan(p, &r.pids, &CheckOpts { stopped: true, ..Default::default() });
+    let errs = check_plan(
+        p,
+        &r.pids,
+        &CheckOpts {
+            stopped: true,
+            ..Default::default()
+        },
+    );
     assert!(
         errs.is_empty(),
         "kernel check failed ({} problems):\n  {}\n--- plan ---\n{}",
@@ -58,14 +69,28 @@ fn run_fails(d: &TmpDir, text: &str, stop: bool, args: &[&str]) -> Output {
 /// A runtime failure: exit 1, one stderr line holding every one of `words`, no `ready`,
 /// and well before the timeout.
 fn assert_runtime_error(o: &Output, words: &[&str], text: &str) {
-    assert_eq!(o.code(), Some(1), "a failed restore exits 1: {o}\n--- plan ---\n{text}");
+    assert_eq!(
+        o.code(),
+        Some(1),
+        "a failed restore exits 1: {o}\n--- plan ---\n{text}"
+    );
     assert!(!o.stdout.contains("ready"), "{o}");
     let lines: Vec<&str> = o.stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "exactly one error line: {o}\n--- plan ---\n{text}");
+    assert_eq!(
+        lines.len(),
+        1,
+        "exactly one error line: {o}\n--- plan ---\n{text}"
+    );
     for w in words {
-        assert!(lines[0].contains(w), "the error must name {w:?}: {o}\n--- plan ---\n{text}");
+        assert!(
+            lines[0].contains(w),
+            "the error must name {w:?}: {o}\n--- plan ---\n{text}"
+        );
     }
-    assert!(o.elapsed < Duration::from_secs(4), "must not wait for the timeout: {o}");
+    assert!(
+        o.elapsed < Duration::from_secs(4),
+        "must not wait for the timeout: {o}"
+    );
 }
 
 fn nonblock_of(pid: i32, fd: u32) -> bool {
@@ -135,11 +160,17 @@ fn fifo_reader_alone(batch: Option<u32>) {
     p.fifo(1, &f, "rdonly").at(1, 3).at(2, 3);
     p.reg(2, &out, "wronly").at(1, 4);
     let r = run_checked(&p, &d, &batch_args(batch));
-    assert!(!nonblock_of(r.pid(1), 3), "fifo rdonly must not be left O_NONBLOCK");
+    assert!(
+        !nonblock_of(r.pid(1), 3),
+        "fifo rdonly must not be left O_NONBLOCK"
+    );
     let w = open_nb(&f, libc::O_WRONLY)
         .expect("a writer open must find the restored reader (ENXIO means no reader)");
     // SAFETY: plain write of a readable buffer.
-    assert_eq!(unsafe { libc::write(w.as_raw_fd(), b"hello".as_ptr().cast(), 5) }, 5);
+    assert_eq!(
+        unsafe { libc::write(w.as_raw_fd(), b"hello".as_ptr().cast(), 5) },
+        5
+    );
     drop(w);
     r.resume();
     let o = r.wait(CAP);
@@ -161,7 +192,10 @@ fn fifo_writer_alone(batch: Option<u32>) {
     p.task(1).task(2);
     p.fifo(1, &f, "wronly").opener(1).at(2, 4).at(2, 5);
     let r = run_checked(&p, &d, &batch_args(batch));
-    assert!(!nonblock_of(r.pid(2), 4), "fifo wronly must not be left O_NONBLOCK");
+    assert!(
+        !nonblock_of(r.pid(2), 4),
+        "fifo wronly must not be left O_NONBLOCK"
+    );
     // A non-blocking reader sees a writer (EAGAIN), not EOF (which would mean no writer).
     let rd = open_nb(&f, libc::O_RDONLY).expect("open the fifo for reading");
     assert_eq!(
@@ -208,7 +242,10 @@ fn fifo_data_flow() {
     let r = run_checked(&p, &d, &[]);
     r.resume();
     let o = r.wait(CAP);
-    assert!(o.note.is_empty() && o.code() == Some(0), "the tasks must end: {o}");
+    assert!(
+        o.note.is_empty() && o.code() == Some(0),
+        "the tasks must end: {o}"
+    );
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "through the fifo");
 }
 
@@ -225,9 +262,15 @@ fn socketpair_types(batch: Option<u32>) {
     p.socketpair(1, "stream", "").a(1, 3).b(2, 3).b_ce(2, 4);
     p.socketpair(2, "dgram", "").a(2, 5).a(3, 5).b(1, 5);
     p.socketpair(3, "seqpacket", "").a_ce(3, 6).b(3, 7);
-    p.socketpair(4, "stream", "nonblock").opener(3).a(1, 8).b(2, 8);
+    p.socketpair(4, "stream", "nonblock")
+        .opener(3)
+        .a(1, 8)
+        .b(2, 8);
     p.socketpair(5, "dgram", "nonblock").a(1, 9).b(3, 9);
-    p.socketpair(6, "seqpacket", "nonblock").a(2, 10).b(1, 10).a(1, 11);
+    p.socketpair(6, "seqpacket", "nonblock")
+        .a(2, 10)
+        .b(1, 10)
+        .a(1, 11);
     check(&p, &d, batch);
 }
 forms!(socketpair_types: batch1 = Some(1), batch_default = None);
@@ -256,17 +299,34 @@ fn socketpair_data_after_resume(ty: &str) {
     let out2 = d.file("out2", b"");
     let mut p = Plan::new();
     p.task(1).child(2, 1);
-    p.exec(1, &["/bin/sh", "-c", "printf ping >&5 && head -c 4 <&5 >&7"]);
-    p.exec(2, &["/bin/sh", "-c", "head -c 4 <&6 >&7 && printf pong >&6"]);
+    p.exec(
+        1,
+        &["/bin/sh", "-c", "printf ping >&5 && head -c 4 <&5 >&7"],
+    );
+    p.exec(
+        2,
+        &["/bin/sh", "-c", "head -c 4 <&6 >&7 && printf pong >&6"],
+    );
     p.socketpair(1, ty, "").opener(2).a(1, 5).b(2, 6);
     p.reg(2, &out1, "wronly").at(1, 7);
     p.reg(3, &out2, "wronly").at(2, 7);
     let r = run_checked(&p, &d, &[]);
     r.resume();
     let o = r.wait(CAP);
-    assert!(o.note.is_empty() && o.code() == Some(0), "[{ty}] the tasks must end: {o}");
-    assert_eq!(std::fs::read_to_string(&out2).unwrap(), "ping", "[{ty}] a -> b");
-    assert_eq!(std::fs::read_to_string(&out1).unwrap(), "pong", "[{ty}] b -> a");
+    assert!(
+        o.note.is_empty() && o.code() == Some(0),
+        "[{ty}] the tasks must end: {o}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out2).unwrap(),
+        "ping",
+        "[{ty}] a -> b"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&out1).unwrap(),
+        "pong",
+        "[{ty}] b -> a"
+    );
 }
 
 #[test]
@@ -295,8 +355,13 @@ fn eventfd_counts(batch: Option<u32>) {
     p.eventfd(1, None, "").at(1, 3).at(2, 3);
     p.eventfd(2, Some(5), "").at(2, 4).at_ce(3, 4);
     p.eventfd(3, Some(u64::MAX - 1), "nonblock").at(3, 5);
-    p.eventfd(4, Some(3), "semaphore").opener(1).at(2, 6).at(3, 6);
-    p.eventfd(5, Some(7), "semaphore,nonblock").at(1, 7).at(1, 8);
+    p.eventfd(4, Some(3), "semaphore")
+        .opener(1)
+        .at(2, 6)
+        .at(3, 6);
+    p.eventfd(5, Some(7), "semaphore,nonblock")
+        .at(1, 7)
+        .at(1, 8);
     p.eventfd(6, Some(0), "nonblock").at(2, 9);
     check(&p, &d, batch);
 }
@@ -331,7 +396,11 @@ fn eventfd_semantics() {
         "task 1's fd 3 is the same counter"
     );
     assert_eq!(read8(r.pid(2), 4), Ok(9), "plain read");
-    assert_eq!(read8(r.pid(2), 5), Err(libc::EAGAIN), "nonblocking read of 0");
+    assert_eq!(
+        read8(r.pid(2), 5),
+        Err(libc::EAGAIN),
+        "nonblocking read of 0"
+    );
     r.finish();
 }
 
@@ -356,25 +425,76 @@ fn memfd_contents(batch: Option<u32>) {
     let bf = d.file("big", &big);
     let mut p = Plan::new();
     p.task(1).task(2).child(3, 1);
-    p.memfd(1, MemfdSpec { data: Some((df.clone(), text.clone())), ..mspec("plain") })
-        .at(1, 3)
-        .at(2, 3)
-        .at_ce(3, 3);
-    p.memfd(2, MemfdSpec { data: Some((df.clone(), text.clone())), size: Some(10), pos: Some(4), ..mspec("cut") })
-        .at(2, 4);
-    p.memfd(3, MemfdSpec { data: Some((df.clone(), text.clone())), size: Some(5000), ..mspec("grown") })
-        .opener(1)
-        .at(3, 5)
-        .at(2, 5);
-    p.memfd(4, MemfdSpec { size: Some(4096), pos: Some(4096), ..mspec("zeros") }).at(1, 6);
+    p.memfd(
+        1,
+        MemfdSpec {
+            data: Some((df.clone(), text.clone())),
+            ..mspec("plain")
+        },
+    )
+    .at(1, 3)
+    .at(2, 3)
+    .at_ce(3, 3);
+    p.memfd(
+        2,
+        MemfdSpec {
+            data: Some((df.clone(), text.clone())),
+            size: Some(10),
+            pos: Some(4),
+            ..mspec("cut")
+        },
+    )
+    .at(2, 4);
+    p.memfd(
+        3,
+        MemfdSpec {
+            data: Some((df.clone(), text.clone())),
+            size: Some(5000),
+            ..mspec("grown")
+        },
+    )
+    .opener(1)
+    .at(3, 5)
+    .at(2, 5);
+    p.memfd(
+        4,
+        MemfdSpec {
+            size: Some(4096),
+            pos: Some(4096),
+            ..mspec("zeros")
+        },
+    )
+    .at(1, 6);
     p.memfd(5, mspec("empty")).at(1, 7).at(3, 7);
-    p.memfd(6, MemfdSpec { data: Some((bf, big.clone())), pos: Some(123_456), ..mspec("big") })
-        .at(2, 8)
-        .at(3, 8);
-    p.memfd(7, MemfdSpec { flags: "append,nonblock".into(), pos: Some(7), data: Some((df, text)), ..mspec("flags") })
-        .at(1, 9)
-        .at(2, 9);
-    p.memfd(8, MemfdSpec { flags: "nonblock".into(), ..mspec("nb") }).at(3, 9);
+    p.memfd(
+        6,
+        MemfdSpec {
+            data: Some((bf, big.clone())),
+            pos: Some(123_456),
+            ..mspec("big")
+        },
+    )
+    .at(2, 8)
+    .at(3, 8);
+    p.memfd(
+        7,
+        MemfdSpec {
+            flags: "append,nonblock".into(),
+            pos: Some(7),
+            data: Some((df, text)),
+            ..mspec("flags")
+        },
+    )
+    .at(1, 9)
+    .at(2, 9);
+    p.memfd(
+        8,
+        MemfdSpec {
+            flags: "nonblock".into(),
+            ..mspec("nb")
+        },
+    )
+    .at(3, 9);
     check(&p, &d, batch);
 }
 forms!(memfd_contents: batch1 = Some(1), batch_default = None);
@@ -400,7 +520,12 @@ fn memfd_seals(batch: Option<u32>) {
         let i = i as u32;
         p.memfd(
             i + 1,
-            MemfdSpec { data: data.clone(), size: Some(16), seals: s.to_string(), ..mspec(&format!("s{i}")) },
+            MemfdSpec {
+                data: data.clone(),
+                size: Some(16),
+                seals: s.to_string(),
+                ..mspec(&format!("s{i}"))
+            },
         )
         .at(1, 3 + i)
         .at(2, 20 + i);
@@ -416,9 +541,21 @@ fn memfd_seals(batch: Option<u32>) {
             Ok(())
         }
     };
-    assert_eq!(pw(20 + 3, 0), Err(libc::EPERM), "write seal: a write must fail");
-    assert_eq!(pw(20 + 2, 100), Err(libc::EPERM), "grow seal: growing must fail");
-    assert_eq!(pw(20 + 1, 0), Ok(()), "shrink seal alone: writes in place work");
+    assert_eq!(
+        pw(20 + 3, 0),
+        Err(libc::EPERM),
+        "write seal: a write must fail"
+    );
+    assert_eq!(
+        pw(20 + 2, 100),
+        Err(libc::EPERM),
+        "grow seal: growing must fail"
+    );
+    assert_eq!(
+        pw(20 + 1, 0),
+        Ok(()),
+        "shrink seal alone: writes in place work"
+    );
     r.finish();
 }
 forms!(memfd_seals: batch1 = Some(1), batch_default = None);
@@ -431,11 +568,24 @@ fn memfd_names() {
     let long = "n".repeat(249);
     let mut p = Plan::new();
     p.task(1).task(2);
-    p.memfd(1, MemfdSpec { name: "a b%c,d#e\u{e9}".as_bytes().to_vec(), ..Default::default() })
-        .at(1, 3)
-        .at(2, 3);
+    p.memfd(
+        1,
+        MemfdSpec {
+            name: "a b%c,d#e\u{e9}".as_bytes().to_vec(),
+            ..Default::default()
+        },
+    )
+    .at(1, 3)
+    .at(2, 3);
     p.memfd(2, mspec(&long)).at(2, 4);
-    p.memfd(3, MemfdSpec { name: vec![0x01, 0x7f, 0xff, b'z'], ..Default::default() }).at(1, 4);
+    p.memfd(
+        3,
+        MemfdSpec {
+            name: vec![0x01, 0x7f, 0xff, b'z'],
+            ..Default::default()
+        },
+    )
+    .at(1, 4);
     check(&p, &d, None);
 }
 
@@ -457,11 +607,20 @@ fn pipe_data(batch: Option<u32>) {
     let mut p = Plan::new();
     p.task(1).child(2, 1).task(3);
     p.pipe(1).pipe_data(&sf, &small).r(1, 3).w(2, 3);
-    p.pipe(2).pipe_data(&pf, &page).pipe_size(4096).r(2, 4).r(3, 4).w(1, 4);
+    p.pipe(2)
+        .pipe_data(&pf, &page)
+        .pipe_size(4096)
+        .r(2, 4)
+        .r(3, 4)
+        .w(1, 4);
     p.pipe(3).pipe_data(&ff, &full).opener(3).r(1, 5);
     p.pipe(4).pipe_data(&sf, &small).w(3, 5);
     p.pipe(5).pipe_data(&ef, b"").r(3, 6).w(3, 7);
-    p.pipe(6).pipe_data(&sf, &small).pipe_size(100_000).r_ce(2, 6).w(1, 6);
+    p.pipe(6)
+        .pipe_data(&sf, &small)
+        .pipe_size(100_000)
+        .r_ce(2, 6)
+        .w(1, 6);
     p.reopen(7, 6, 0, "nonblock").at(2, 7).at(3, 8);
     check(&p, &d, batch);
 }
@@ -504,7 +663,9 @@ forms!(pipe_size: batch1 = Some(1), batch_default = None);
 #[test]
 fn pipe_data_read_after_resume() {
     let d = TmpDir::new("pread");
-    let data: Vec<u8> = (0..30_000u32).map(|i| b"abcdefghij"[(i % 10) as usize]).collect();
+    let data: Vec<u8> = (0..30_000u32)
+        .map(|i| b"abcdefghij"[(i % 10) as usize])
+        .collect();
     let f = d.file("data", &data);
     let out = d.file("out", b"");
     let mut p = Plan::new();
@@ -519,8 +680,15 @@ fn pipe_data_read_after_resume() {
     while std::fs::metadata(&out).unwrap().len() < data.len() as u64 && t.elapsed() < CAP {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(wait_gone(r.pid(2), Duration::from_secs(10)), "cat must see EOF and end");
-    assert_eq!(std::fs::read(&out).unwrap(), data, "the reader must get the planned data");
+    assert!(
+        wait_gone(r.pid(2), Duration::from_secs(10)),
+        "cat must see EOF and end"
+    );
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        data,
+        "the reader must get the planned data"
+    );
     kill(pid1, libc::SIGKILL);
     let o = r.wait(CAP);
     assert!(o.note.is_empty(), "{o}");
@@ -535,11 +703,17 @@ fn pipe_data_too_big() {
     let g = d.file("d65537", &vec![b'y'; 65537]);
     for (text, obj) in [
         (
-            format!("fdslot 1\ntask 1\ntask 2\npipe 3 data={} size=4096\n  r 1:3\n  w 2:3\n", pct(f.as_os_str().as_encoded_bytes())),
+            format!(
+                "fdslot 1\ntask 1\ntask 2\npipe 3 data={} size=4096\n  r 1:3\n  w 2:3\n",
+                pct(f.as_os_str().as_encoded_bytes())
+            ),
             "pipe 3",
         ),
         (
-            format!("fdslot 1\ntask 1\npipe 8 data={}\n  r 1:3\n", pct(g.as_os_str().as_encoded_bytes())),
+            format!(
+                "fdslot 1\ntask 1\npipe 8 data={}\n  r 1:3\n",
+                pct(g.as_os_str().as_encoded_bytes())
+            ),
             "pipe 8",
         ),
     ] {
@@ -574,10 +748,17 @@ fn reopen_pipe02(batch: Option<u32>) {
     p.reopen(6, 5, 1, "nonblock").at(2, 9).at(3, 9);
     let r = run_checked(&p, &d, &batch_args(batch));
     let (p1, p2) = (r.pid(1), r.pid(2));
-    assert_ne!(kcmp_file(p1, 3, p1, 5), Ok(0), "reopen is another description");
+    assert_ne!(
+        kcmp_file(p1, 3, p1, 5),
+        Ok(0),
+        "reopen is another description"
+    );
     assert_eq!(fd_target(p1, 3), fd_target(p1, 5), "of the same pipe");
     assert_eq!(fd_target(p1, 3), fd_target(p2, 6));
-    assert!(!nonblock_of(p1, 3) && nonblock_of(p1, 5), "O_NONBLOCK differs");
+    assert!(
+        !nonblock_of(p1, 3) && nonblock_of(p1, 5),
+        "O_NONBLOCK differs"
+    );
     r.finish();
 }
 forms!(reopen_pipe02: batch1 = Some(1), batch_default = None);
@@ -594,20 +775,40 @@ fn inherit_socket(batch: Option<u32>) {
     let (mine, theirs) = unix_pair(libc::SOCK_STREAM);
     let mut p = Plan::new();
     p.task(1).child(2, 1).task(3).task(4);
-    p.inherit(1, 40, l.as_raw_fd()).at(1, 3).at(2, 40).at_ce(3, 7);
-    p.inherit(2, 41, theirs.as_raw_fd()).opener(2).at(3, 3).at(3, 41);
+    p.inherit(1, 40, l.as_raw_fd())
+        .at(1, 3)
+        .at(2, 40)
+        .at_ce(3, 7);
+    p.inherit(2, 41, theirs.as_raw_fd())
+        .opener(2)
+        .at(3, 3)
+        .at(3, 41);
     p.reg(3, &d.file("a", b"a"), "rdonly").at(4, 3).at(2, 41);
     let plan = d.plan(&p.text());
     let mut cmd = run_stop_cmd(&plan, &strs(&batch_args(batch)));
     pass_fd(&mut cmd, l.as_raw_fd(), 40);
     pass_fd(&mut cmd, theirs.as_raw_fd(), 41);
     let r = start_stopped(cmd).unwrap_or_else(|o| panic!("{o}\n--- plan ---\n{}", p.text()));
-    assert_plan(&p, &r.pids, &CheckOpts { stopped: true, ..Default::default() });
+    assert_plan(
+        &p,
+        &r.pids,
+        &CheckOpts {
+            stopped: true,
+            ..Default::default()
+        },
+    );
     let me = std::process::id() as i32;
     for (t, fd) in [(1u16, 3u32), (2, 40), (3, 7)] {
-        assert_eq!(kcmp_file(me, l.as_raw_fd() as u32, r.pid(t), fd), Ok(0), "task {t} fd {fd}");
+        assert_eq!(
+            kcmp_file(me, l.as_raw_fd() as u32, r.pid(t), fd),
+            Ok(0),
+            "task {t} fd {fd}"
+        );
     }
-    assert!(list_fds(r.pid(4)).unwrap().iter().all(|&fd| fd == 3), "task 4 keeps nothing inherited");
+    assert!(
+        list_fds(r.pid(4)).unwrap().iter().all(|&fd| fd == 3),
+        "task 4 keeps nothing inherited"
+    );
     // The socket still works: what we send on our end arrives at task 3's copy.
     send_packet(&mine, b"hi").unwrap();
     let c = steal_fd(r.pid(3), 41).unwrap();
@@ -633,7 +834,14 @@ fn inherit_slot_reused(batch: Option<u32>) {
     let mut cmd = run_stop_cmd(&plan, &strs(&batch_args(batch)));
     pass_fd(&mut cmd, src.as_raw_fd(), 9);
     let r = start_stopped(cmd).unwrap_or_else(|o| panic!("{o}\n--- plan ---\n{}", p.text()));
-    assert_plan(&p, &r.pids, &CheckOpts { stopped: true, ..Default::default() });
+    assert_plan(
+        &p,
+        &r.pids,
+        &CheckOpts {
+            stopped: true,
+            ..Default::default()
+        },
+    );
     r.finish();
 }
 forms!(inherit_slot_reused: batch1 = Some(1), batch_default = None);
@@ -651,7 +859,14 @@ fn inherit_data_after_resume() {
     let mut cmd = run_stop_cmd(&plan, &[]);
     pass_fd(&mut cmd, theirs.as_raw_fd(), 30);
     let r = start_stopped(cmd).unwrap_or_else(|o| panic!("{o}"));
-    assert_plan(&p, &r.pids, &CheckOpts { stopped: true, ..Default::default() });
+    assert_plan(
+        &p,
+        &r.pids,
+        &CheckOpts {
+            stopped: true,
+            ..Default::default()
+        },
+    );
     drop(theirs);
     r.resume();
     let pid1 = r.pid(1);
@@ -673,7 +888,14 @@ fn inherit_data_after_resume() {
 fn read_fd_nb(fd: &OwnedFd) -> Option<Vec<u8>> {
     let mut b = [0u8; 64];
     // SAFETY: b is writable.
-    let n = unsafe { libc::recv(fd.as_raw_fd(), b.as_mut_ptr().cast(), b.len(), libc::MSG_DONTWAIT) };
+    let n = unsafe {
+        libc::recv(
+            fd.as_raw_fd(),
+            b.as_mut_ptr().cast(),
+            b.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
     if n < 0 {
         None
     } else {
@@ -711,9 +933,14 @@ fn reg_special(batch: Option<u32>) {
     p.reg(1, &sub, "rdonly,directory").at(1, 3).at(2, 3);
     p.reg(2, &sub, "path").at(2, 4).at_ce(3, 4);
     p.reg(3, &d.file("f", b"f"), "path").at(3, 5);
-    p.reg(4, Path::new("/dev/null"), "rdwr").at(1, 0).at(2, 0).at(3, 0);
+    p.reg(4, Path::new("/dev/null"), "rdwr")
+        .at(1, 0)
+        .at(2, 0)
+        .at(3, 0);
     p.reg(5, Path::new("/dev/zero"), "rdonly").at(1, 6).at(3, 6);
-    p.reg(6, Path::new("/dev/null"), "wronly,append").opener(3).at(1, 1);
+    p.reg(6, Path::new("/dev/null"), "wronly,append")
+        .opener(3)
+        .at(1, 1);
     p.reg(7, &slave, "rdwr,noctty").at(1, 7).at(2, 7).at(3, 7);
     p.reg(8, &slave, "wronly,noctty").at(2, 8);
     p.reg(9, Path::new("/dev/null"), "path").at(2, 9);
@@ -730,7 +957,10 @@ forms!(reg_special: batch1 = Some(1), batch_default = None);
 fn nofile(batch: Option<u32>) {
     let d = TmpDir::new("nofile");
     let mine = {
-        let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         // SAFETY: plain call.
         unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) };
         r
@@ -739,7 +969,11 @@ fn nofile(batch: Option<u32>) {
     let mut p = Plan::new();
     p.task(1).child(2, 1).task(3).task(4);
     p.nofile(1, 64).nofile(2, high).nofile(4, 4);
-    p.reg(1, &d.file("a", b"a"), "rdonly").at(1, 63).at(2, 63).at(3, 63).at(4, 3);
+    p.reg(1, &d.file("a", b"a"), "rdonly")
+        .at(1, 63)
+        .at(2, 63)
+        .at(3, 63)
+        .at(4, 3);
     p.pipe(2).r(1, 3).w(2, 1000).w(4, 0);
     p.eventfd(3, Some(1), "").at(1, 62).at(4, 2);
     let r = run_checked(&p, &d, &batch_args(batch));
@@ -778,15 +1012,51 @@ const H: &str = "fdslot 1\n";
 #[test]
 fn unsupported_kinds_and_options() {
     check_rejects_at("epoll", &format!("{H}task 1\nepoll 5\n  at 1:3\n"), &[3]);
-    check_rejects_at("bogus option", &format!("{H}task 1\nreg 1 /x bogus=1\n  at 1:3\n"), &[3]);
-    check_rejects_at("task option", &format!("{H}task 1 bogus=1\nreg 1 /x\n  at 1:3\n"), &[2]);
-    check_rejects_at("fifo bogus", &format!("{H}task 1\nfifo 1 /x count=1\n  at 1:3\n"), &[3]);
-    check_rejects_at("eventfd pos", &format!("{H}task 1\n\neventfd 1 pos=3\n  at 1:3\n"), &[4]);
-    check_rejects_at("socketpair data", &format!("{H}task 1\nsocketpair 1 stream data=/x\n  a 1:3\n"), &[3]);
-    check_rejects_at("reopen size", &format!("{H}task 1\npipe 1\n  r 1:3\nreopen 2 1 r size=4096\n  at 1:4\n"), &[5]);
-    check_rejects_at("inherit flags", &format!("{H}task 1\ninherit 1 40 flags=rdonly\n  at 1:3\n"), &[3]);
-    check_rejects_at("memfd mode", &format!("{H}task 1\nmemfd 1 m mode=644\n  at 1:3\n"), &[3]);
-    check_rejects_at("pipe flags", &format!("{H}task 1\npipe 1 flags=nonblock\n  r 1:3\n"), &[3]);
+    check_rejects_at(
+        "bogus option",
+        &format!("{H}task 1\nreg 1 /x bogus=1\n  at 1:3\n"),
+        &[3],
+    );
+    check_rejects_at(
+        "task option",
+        &format!("{H}task 1 bogus=1\nreg 1 /x\n  at 1:3\n"),
+        &[2],
+    );
+    check_rejects_at(
+        "fifo bogus",
+        &format!("{H}task 1\nfifo 1 /x count=1\n  at 1:3\n"),
+        &[3],
+    );
+    check_rejects_at(
+        "eventfd pos",
+        &format!("{H}task 1\n\neventfd 1 pos=3\n  at 1:3\n"),
+        &[4],
+    );
+    check_rejects_at(
+        "socketpair data",
+        &format!("{H}task 1\nsocketpair 1 stream data=/x\n  a 1:3\n"),
+        &[3],
+    );
+    check_rejects_at(
+        "reopen size",
+        &format!("{H}task 1\npipe 1\n  r 1:3\nreopen 2 1 r size=4096\n  at 1:4\n"),
+        &[5],
+    );
+    check_rejects_at(
+        "inherit flags",
+        &format!("{H}task 1\ninherit 1 40 flags=rdonly\n  at 1:3\n"),
+        &[3],
+    );
+    check_rejects_at(
+        "memfd mode",
+        &format!("{H}task 1\nmemfd 1 m mode=644\n  at 1:3\n"),
+        &[3],
+    );
+    check_rejects_at(
+        "pipe flags",
+        &format!("{H}task 1\npipe 1 flags=nonblock\n  r 1:3\n"),
+        &[3],
+    );
 }
 
 #[test]
@@ -794,41 +1064,101 @@ fn bad_kind_values() {
     let cases: &[(&str, &str, u32)] = &[
         ("socketpair type", "task 1\nsocketpair 1 raw\n  a 1:3\n", 3),
         ("socketpair no type", "task 1\nsocketpair 1\n  a 1:3\n", 3),
-        ("socketpair flag", "task 1\nsocketpair 1 stream flags=append\n  a 1:3\n", 3),
-        ("eventfd count", "task 1\neventfd 1 count=abc\n  at 1:3\n", 3),
-        ("eventfd flag", "task 1\neventfd 1 flags=append\n  at 1:3\n", 3),
+        (
+            "socketpair flag",
+            "task 1\nsocketpair 1 stream flags=append\n  a 1:3\n",
+            3,
+        ),
+        (
+            "eventfd count",
+            "task 1\neventfd 1 count=abc\n  at 1:3\n",
+            3,
+        ),
+        (
+            "eventfd flag",
+            "task 1\neventfd 1 flags=append\n  at 1:3\n",
+            3,
+        ),
         ("memfd no name", "task 1\nmemfd 1\n  at 1:3\n", 3),
         ("memfd seal", "task 1\nmemfd 1 m seals=bogus\n  at 1:3\n", 3),
         ("memfd size", "task 1\nmemfd 1 m size=-1\n  at 1:3\n", 3),
-        ("memfd flag", "task 1\nmemfd 1 m flags=directory\n  at 1:3\n", 3),
+        (
+            "memfd flag",
+            "task 1\nmemfd 1 m flags=directory\n  at 1:3\n",
+            3,
+        ),
         ("fifo no path", "task 1\nfifo 1\n  at 1:3\n", 3),
-        ("fifo flag", "task 1\nfifo 1 /x flags=semaphore\n  at 1:3\n", 3),
+        (
+            "fifo flag",
+            "task 1\nfifo 1 /x flags=semaphore\n  at 1:3\n",
+            3,
+        ),
         ("pipe size", "task 1\npipe 1 size=abc\n  r 1:3\n", 3),
         ("inherit no fd", "task 1\ninherit 1\n  at 1:3\n", 3),
         ("inherit bad fd", "task 1\ninherit 1 x7\n  at 1:3\n", 3),
-        ("inherit fd too big", "task 1\ninherit 1 1048576\n  at 1:3\n", 3),
-        ("reopen end", "task 1\npipe 1\n  r 1:3\nreopen 2 1 x\n  at 1:4\n", 5),
-        ("reopen flag", "task 1\npipe 1\n  r 1:3\nreopen 2 1 r flags=wronly,bogus\n  at 1:4\n", 5),
+        (
+            "inherit fd too big",
+            "task 1\ninherit 1 1048576\n  at 1:3\n",
+            3,
+        ),
+        (
+            "reopen end",
+            "task 1\npipe 1\n  r 1:3\nreopen 2 1 x\n  at 1:4\n",
+            5,
+        ),
+        (
+            "reopen flag",
+            "task 1\npipe 1\n  r 1:3\nreopen 2 1 r flags=wronly,bogus\n  at 1:4\n",
+            5,
+        ),
         ("nofile value", "task 1 nofile=abc\nreg 1 /x\n  at 1:3\n", 2),
     ];
     for (name, body, line) in cases {
         check_rejects_at(name, &format!("{H}{body}"), &[*line]);
     }
     // nofile=0: no fd fits under it (the task line or the target line).
-    check_rejects_at("nofile zero", &format!("{H}task 1 nofile=0\nreg 1 /x\n  at 1:3\n"), &[2, 4]);
+    check_rejects_at(
+        "nofile zero",
+        &format!("{H}task 1 nofile=0\nreg 1 /x\n  at 1:3\n"),
+        &[2, 4],
+    );
 }
 
 #[test]
 fn wrong_target_keywords() {
-    check_rejects_at("socketpair at", &format!("{H}task 1\nsocketpair 1 dgram\n  at 1:3\n"), &[4]);
-    check_rejects_at("socketpair r", &format!("{H}task 1\nsocketpair 1 dgram\n  a 1:3\n  r 1:4\n"), &[5]);
-    check_rejects_at("eventfd a", &format!("{H}task 1\neventfd 1\n  a 1:3\n"), &[4]);
+    check_rejects_at(
+        "socketpair at",
+        &format!("{H}task 1\nsocketpair 1 dgram\n  at 1:3\n"),
+        &[4],
+    );
+    check_rejects_at(
+        "socketpair r",
+        &format!("{H}task 1\nsocketpair 1 dgram\n  a 1:3\n  r 1:4\n"),
+        &[5],
+    );
+    check_rejects_at(
+        "eventfd a",
+        &format!("{H}task 1\neventfd 1\n  a 1:3\n"),
+        &[4],
+    );
     check_rejects_at("memfd w", &format!("{H}task 1\nmemfd 1 m\n  w 1:3\n"), &[4]);
     check_rejects_at("fifo r", &format!("{H}task 1\nfifo 1 /x\n  r 1:3\n"), &[4]);
-    check_rejects_at("reopen r", &format!("{H}task 1\npipe 1\n  r 1:3\nreopen 2 1 r\n  r 1:4\n"), &[6]);
-    check_rejects_at("inherit b", &format!("{H}task 1\ninherit 1 9\n  b 1:3\n"), &[4]);
+    check_rejects_at(
+        "reopen r",
+        &format!("{H}task 1\npipe 1\n  r 1:3\nreopen 2 1 r\n  r 1:4\n"),
+        &[6],
+    );
+    check_rejects_at(
+        "inherit b",
+        &format!("{H}task 1\ninherit 1 9\n  b 1:3\n"),
+        &[4],
+    );
     check_rejects_at("pipe a", &format!("{H}task 1\npipe 1\n  a 1:3\n"), &[4]);
-    check_rejects_at("no targets", &format!("{H}task 1\nsocketpair 1 stream\neventfd 2\n  at 1:3\n"), &[3]);
+    check_rejects_at(
+        "no targets",
+        &format!("{H}task 1\nsocketpair 1 stream\neventfd 2\n  at 1:3\n"),
+        &[3],
+    );
 }
 
 #[test]
@@ -836,32 +1166,89 @@ fn memfd_name_limit() {
     let n249 = "x".repeat(249);
     let n250 = "x".repeat(250);
     check_accepts("249", &format!("{H}task 1\nmemfd 1 {n249}\n  at 1:3\n"));
-    check_rejects_at("250", &format!("{H}task 1\nmemfd 1 {n250}\n  at 1:3\n"), &[3]);
+    check_rejects_at(
+        "250",
+        &format!("{H}task 1\nmemfd 1 {n250}\n  at 1:3\n"),
+        &[3],
+    );
     // 249 bytes decoded, though the encoded name is longer.
     let enc = "%41".repeat(249);
-    check_accepts("249 encoded", &format!("{H}task 1\nmemfd 1 {enc}\n  at 1:3\n"));
-    check_rejects_at("nul", &format!("{H}task 1\nmemfd 1 a%00b\n  at 1:3\n"), &[3]);
+    check_accepts(
+        "249 encoded",
+        &format!("{H}task 1\nmemfd 1 {enc}\n  at 1:3\n"),
+    );
+    check_rejects_at(
+        "nul",
+        &format!("{H}task 1\nmemfd 1 a%00b\n  at 1:3\n"),
+        &[3],
+    );
 }
 
 #[test]
 fn reopen_rules() {
-    check_accepts("reopen", &format!("{H}task 1\ntask 2\npipe 1\n  r 1:3\nreopen 2 1 r flags=nonblock\n  at 2:4\n"));
-    check_rejects_at("opener", &format!("{H}task 1\ntask 2\npipe 1\n  r 1:3\nreopen 2 1 r opener=2\n  at 2:4\n"), &[6]);
-    check_rejects_at("undeclared", &format!("{H}task 1\nreopen 2 1 r\n  at 1:4\n"), &[3]);
-    check_rejects_at("before the pipe", &format!("{H}task 1\nreopen 2 1 r\n  at 1:4\npipe 1\n  r 1:3\n"), &[3]);
-    check_rejects_at("of a reg", &format!("{H}task 1\nreg 1 /x\n  at 1:3\nreopen 2 1 r\n  at 1:4\n"), &[5]);
-    check_rejects_at("of a reopen", &format!("{H}task 1\npipe 1\n  r 1:3\nreopen 2 1 r\n  at 1:4\nreopen 3 2 r\n  at 1:5\n"), &[7]);
-    check_rejects_at("of a socketpair", &format!("{H}task 1\nsocketpair 1 stream\n  a 1:3\nreopen 2 1 r\n  at 1:4\n"), &[5]);
-    check_rejects_at("self", &format!("{H}task 1\nreopen 2 2 r\n  at 1:4\n"), &[3]);
+    check_accepts(
+        "reopen",
+        &format!("{H}task 1\ntask 2\npipe 1\n  r 1:3\nreopen 2 1 r flags=nonblock\n  at 2:4\n"),
+    );
+    check_rejects_at(
+        "opener",
+        &format!("{H}task 1\ntask 2\npipe 1\n  r 1:3\nreopen 2 1 r opener=2\n  at 2:4\n"),
+        &[6],
+    );
+    check_rejects_at(
+        "undeclared",
+        &format!("{H}task 1\nreopen 2 1 r\n  at 1:4\n"),
+        &[3],
+    );
+    check_rejects_at(
+        "before the pipe",
+        &format!("{H}task 1\nreopen 2 1 r\n  at 1:4\npipe 1\n  r 1:3\n"),
+        &[3],
+    );
+    check_rejects_at(
+        "of a reg",
+        &format!("{H}task 1\nreg 1 /x\n  at 1:3\nreopen 2 1 r\n  at 1:4\n"),
+        &[5],
+    );
+    check_rejects_at(
+        "of a reopen",
+        &format!("{H}task 1\npipe 1\n  r 1:3\nreopen 2 1 r\n  at 1:4\nreopen 3 2 r\n  at 1:5\n"),
+        &[7],
+    );
+    check_rejects_at(
+        "of a socketpair",
+        &format!("{H}task 1\nsocketpair 1 stream\n  a 1:3\nreopen 2 1 r\n  at 1:4\n"),
+        &[5],
+    );
+    check_rejects_at(
+        "self",
+        &format!("{H}task 1\nreopen 2 2 r\n  at 1:4\n"),
+        &[3],
+    );
 }
 
 #[test]
 fn nofile_fd_at_limit_is_plan_error() {
     // The target line is the natural one to name; the task line is accepted too.
-    check_rejects_at("fd = nofile", &format!("{H}task 1 nofile=10\nreg 1 /x\n  at 1:3\n  at 1:10\n"), &[5, 2]);
-    check_rejects_at("fd > nofile", &format!("{H}task 1\ntask 2 nofile=64\npipe 1\n  r 1:100\n  w 2:100\n"), &[6, 3]);
-    check_accepts("fd = nofile - 1", &format!("{H}task 1 nofile=10\nreg 1 /x\n  at 1:9\n"));
-    check_rejects_at("repeated", &format!("{H}task 1 nofile=10 nofile=10\nreg 1 /x\n  at 1:3\n"), &[2]);
+    check_rejects_at(
+        "fd = nofile",
+        &format!("{H}task 1 nofile=10\nreg 1 /x\n  at 1:3\n  at 1:10\n"),
+        &[5, 2],
+    );
+    check_rejects_at(
+        "fd > nofile",
+        &format!("{H}task 1\ntask 2 nofile=64\npipe 1\n  r 1:100\n  w 2:100\n"),
+        &[6, 3],
+    );
+    check_accepts(
+        "fd = nofile - 1",
+        &format!("{H}task 1 nofile=10\nreg 1 /x\n  at 1:9\n"),
+    );
+    check_rejects_at(
+        "repeated",
+        &format!("{H}task 1 nofile=10 nofile=10\nreg 1 /x\n  at 1:3\n"),
+        &[2],
+    );
 }
 
 // =============================================================================================
@@ -872,7 +1259,10 @@ fn nofile_fd_at_limit_is_plan_error() {
 fn fifo_missing_path() {
     let d = TmpDir::new("fifoerr");
     let missing = d.path("no-fifo");
-    let text = format!("{H}task 1\ntask 2\nfifo 4 {}\n  at 2:3\n  at 1:6\n", pct(missing.as_os_str().as_encoded_bytes()));
+    let text = format!(
+        "{H}task 1\ntask 2\nfifo 4 {}\n  at 2:3\n  at 1:6\n",
+        pct(missing.as_os_str().as_encoded_bytes())
+    );
     for stop in [true, false] {
         let o = run_fails(&d, &text, stop, &[]);
         assert_runtime_error(&o, &["task 1", "fd 6", "fifo 4", "ENOENT"], &text);
@@ -883,7 +1273,10 @@ fn fifo_missing_path() {
 fn memfd_missing_data() {
     let d = TmpDir::new("memerr");
     let missing = d.path("no-data");
-    let text = format!("{H}task 1\ntask 2\nmemfd 5 m data={}\n  at 2:3\n", pct(missing.as_os_str().as_encoded_bytes()));
+    let text = format!(
+        "{H}task 1\ntask 2\nmemfd 5 m data={}\n  at 2:3\n",
+        pct(missing.as_os_str().as_encoded_bytes())
+    );
     for stop in [true, false] {
         let o = run_fails(&d, &text, stop, &[]);
         assert_runtime_error(&o, &["task 2", "fd 3", "memfd 5", "ENOENT"], &text);
@@ -894,7 +1287,10 @@ fn memfd_missing_data() {
 fn pipe_missing_data() {
     let d = TmpDir::new("piperr");
     let missing = d.path("no-data");
-    let text = format!("{H}task 1\ntask 2\npipe 6 data={}\n  r 2:3\n  w 1:3\n", pct(missing.as_os_str().as_encoded_bytes()));
+    let text = format!(
+        "{H}task 1\ntask 2\npipe 6 data={}\n  r 2:3\n  w 1:3\n",
+        pct(missing.as_os_str().as_encoded_bytes())
+    );
     let o = run_fails(&d, &text, true, &[]);
     assert_runtime_error(&o, &["pipe 6", "ENOENT"], &text);
 }
@@ -903,10 +1299,16 @@ fn pipe_missing_data() {
 #[test]
 fn fifo_on_directory() {
     let d = TmpDir::new("fifodir");
-    let text = format!("{H}task 1\nfifo 2 {} flags=wronly\n  at 1:3\n", pct(d.0.as_os_str().as_encoded_bytes()));
+    let text = format!(
+        "{H}task 1\nfifo 2 {} flags=wronly\n  at 1:3\n",
+        pct(d.0.as_os_str().as_encoded_bytes())
+    );
     let o = run_fails(&d, &text, true, &[]);
     assert_eq!(o.code(), Some(1), "{o}");
-    assert!(o.stderr.contains("fifo 2") && o.stderr.contains("fd 3"), "{o}");
+    assert!(
+        o.stderr.contains("fifo 2") && o.stderr.contains("fd 3"),
+        "{o}"
+    );
 }
 
 /// kinds mix in one task table, checked as a whole (a quick smoke test of every kind at once).
@@ -920,20 +1322,38 @@ fn all_kinds_one_plan(batch: Option<u32>) {
     let mut p = Plan::new();
     p.task(1).child(2, 1).task(3);
     p.reg(1, &d.file("r", b"reg"), "rdwr").at(1, 3).at(2, 3);
-    p.pipe(2).pipe_data(&df, &data).pipe_size(8192).r(1, 4).w(3, 4);
+    p.pipe(2)
+        .pipe_data(&df, &data)
+        .pipe_size(8192)
+        .r(1, 4)
+        .w(3, 4);
     p.reopen(3, 2, 0, "nonblock").at(2, 4);
     p.fifo(4, &f, "wronly").at(2, 5);
     p.socketpair(5, "seqpacket", "").a(1, 5).b(3, 5);
     p.eventfd(6, Some(42), "semaphore").at(3, 6).at(1, 6);
-    p.memfd(7, MemfdSpec { data: Some((df.clone(), data.clone())), seals: "grow".into(), ..mspec("all") })
-        .at(2, 6)
-        .at(3, 7);
+    p.memfd(
+        7,
+        MemfdSpec {
+            data: Some((df.clone(), data.clone())),
+            seals: "grow".into(),
+            ..mspec("all")
+        },
+    )
+    .at(2, 6)
+    .at(3, 7);
     p.inherit(8, 50, src.as_raw_fd()).at(3, 8);
     let plan = d.plan(&p.text());
     let mut cmd = run_stop_cmd(&plan, &strs(&batch_args(batch)));
     pass_fd(&mut cmd, src.as_raw_fd(), 50);
     let r = start_stopped(cmd).unwrap_or_else(|o| panic!("{o}\n--- plan ---\n{}", p.text()));
-    assert_plan(&p, &r.pids, &CheckOpts { stopped: true, ..Default::default() });
+    assert_plan(
+        &p,
+        &r.pids,
+        &CheckOpts {
+            stopped: true,
+            ..Default::default()
+        },
+    );
     r.assert_parents(&p);
     r.finish();
 }
@@ -964,11 +1384,18 @@ fn restore_all(plan: &Path, p: &Plan, tag: &str, args: &[&str], pass: &[(i32, i3
     let mut pids = std::collections::BTreeMap::new();
     for (t, pr) in procs.iter_mut() {
         if !wait_sleeping(pr.pid(), Duration::from_secs(15)) {
-            panic!("task {t}: did not exec: {}\n--- plan ---\n{}", pr.wait(Duration::from_secs(1)), p.text());
+            panic!(
+                "task {t}: did not exec: {}\n--- plan ---\n{}",
+                pr.wait(Duration::from_secs(1)),
+                p.text()
+            );
         }
         pids.insert(*t, pr.pid());
     }
-    Group { pids, _procs: procs }
+    Group {
+        pids,
+        _procs: procs,
+    }
 }
 
 struct Group {
@@ -988,18 +1415,44 @@ fn restore_mode_kinds(batch: Option<u32>) {
     p.task(1).task(2).task(3);
     p.fifo(1, &f, "wronly").at(2, 3);
     p.socketpair(2, "stream", "").a(1, 4).b(3, 4);
-    p.socketpair(3, "dgram", "nonblock").opener(3).a(1, 5).b(2, 5);
+    p.socketpair(3, "dgram", "nonblock")
+        .opener(3)
+        .a(1, 5)
+        .b(2, 5);
     p.eventfd(4, Some(11), "semaphore").at(1, 6).at(3, 6);
-    p.memfd(5, MemfdSpec { data: Some((df.clone(), data.clone())), seals: "shrink".into(), pos: Some(2), ..mspec("restored") })
-        .at(2, 7)
-        .at(3, 7);
-    p.pipe(6).pipe_data(&df, &data).pipe_size(16384).r(1, 8).w(2, 8);
+    p.memfd(
+        5,
+        MemfdSpec {
+            data: Some((df.clone(), data.clone())),
+            seals: "shrink".into(),
+            pos: Some(2),
+            ..mspec("restored")
+        },
+    )
+    .at(2, 7)
+    .at(3, 7);
+    p.pipe(6)
+        .pipe_data(&df, &data)
+        .pipe_size(16384)
+        .r(1, 8)
+        .w(2, 8);
     p.reopen(7, 6, 0, "nonblock").at(3, 9);
     let plan = d.plan(&p.text());
     let g = restore_all(&plan, &p, "rkinds", &strs(&batch_args(batch)), &[]);
-    assert_plan(&p, &g.pids, &CheckOpts { after_exec: true, ..Default::default() });
+    assert_plan(
+        &p,
+        &g.pids,
+        &CheckOpts {
+            after_exec: true,
+            ..Default::default()
+        },
+    );
     // The objects' state is right too (sleep does not touch its fds): probe them directly.
-    assert_eq!(fionread(&steal_fd(g.pids[&3], 9).unwrap()), Ok(data.len() as i64), "pipe data through the reopen");
+    assert_eq!(
+        fionread(&steal_fd(g.pids[&3], 9).unwrap()),
+        Ok(data.len() as i64),
+        "pipe data through the reopen"
+    );
     assert_eq!(
         fdinfo_field(g.pids[&1], 6, "eventfd-count").map(|v| u64::from_str_radix(&v, 16).unwrap()),
         Some(11)
@@ -1018,7 +1471,14 @@ fn restore_mode_inherit() {
     p.reg(2, &d.file("a", b"a"), "rdonly").at(1, 60);
     let plan = d.plan(&p.text());
     let g = restore_all(&plan, &p, "rinh", &[], &[(l.as_raw_fd(), 60)]);
-    assert_plan(&p, &g.pids, &CheckOpts { after_exec: true, ..Default::default() });
+    assert_plan(
+        &p,
+        &g.pids,
+        &CheckOpts {
+            after_exec: true,
+            ..Default::default()
+        },
+    );
 }
 
 /// nofile= without privilege (as nobody, hard limit 1024): lowering both limits is permitted,
@@ -1043,7 +1503,10 @@ fn nofile_as_nobody() {
     // SAFETY: setrlimit is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
-            let lim = libc::rlimit { rlim_cur: 1024, rlim_max: 1024 };
+            let lim = libc::rlimit {
+                rlim_cur: 1024,
+                rlim_max: 1024,
+            };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -1051,7 +1514,40 @@ fn nofile_as_nobody() {
         });
     }
     let r = start_stopped(cmd).unwrap_or_else(|o| panic!("{o}\n--- plan ---\n{}", p.text()));
-    assert_plan(&p, &r.pids, &CheckOpts { stopped: true, ..Default::default() });
-    assert_eq!(proc_nofile(r.pid(2)).unwrap(), (1024, 1024), "task 2 keeps run's limit");
+    assert_plan(
+        &p,
+        &r.pids,
+        &CheckOpts {
+            stopped: true,
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        proc_nofile(r.pid(2)).unwrap(),
+        (1024, 1024),
+        "task 2 keeps run's limit"
+    );
     r.finish();
 }
+
+/// Reopens of one end of a pipe whose other end is planned nowhere: opening a pipe end through
+/// /proc is a FIFO open (a reader waits for a writer, a non-blocking writer without a reader
+/// fails with ENXIO), so the opener must reopen while it still holds both ends. Data buffered
+/// in the pipe is seen through the reopen.
+fn reopen_other_end_nowhere(batch: Option<u32>) {
+    let d = TmpDir::new("reopen1");
+    let data = b"seen through the reopen".to_vec();
+    let df = d.file("data", &data);
+    let mut p = Plan::new();
+    p.task(1).task(2);
+    // Read end planned, write end nowhere; reopens of the read end (blocking and not).
+    p.pipe(1).pipe_data(&df, &data).r(1, 3);
+    p.reopen(2, 1, 0, "").at(2, 3);
+    p.reopen(3, 1, 0, "nonblock").at(2, 4);
+    // Write end planned, read end nowhere; reopens of the write end (blocking and not).
+    p.pipe(4).opener(2).w(2, 5);
+    p.reopen(5, 4, 1, "").at(1, 5);
+    p.reopen(6, 4, 1, "nonblock").at(1, 6);
+    check(&p, &d, batch);
+}
+forms!(reopen_other_end_nowhere: batch1 = Some(1), batch_default = None);

@@ -1,14 +1,17 @@
 //! Seeded random plans over every kind (reg, fifo, pipe with data= and size=, socketpair of the
 //! three types, eventfd, memfd, reopen, inherit), with dup'd fds, cloexec, random opener=,
-//! random parent trees, some shared-table (files=) groups and some nofile= limits: 2..=12 tasks, up to 40 objects,
-//! fds in 0..200. Each seed runs `run --stop` (alternating `--batch 1`, the default and a
-//! random batch size) and the kernel checker. A failure names the seed and prints its plan;
-//! `FDSLOT_SEED=N cargo test --release --test random_plans one_seed` reruns one seed;
-//! `FDSLOT_RANDOM_SEEDS=N` runs N more seeds (`more_seeds`); `FDSLOT_RANDOM_NO_INHERIT=1` leaves inherit objects out, `FDSLOT_RANDOM_NO_FILES=1` the
-//! files= groups (to tell failures apart).
+//! random parent trees, some shared-table (files=) groups and some nofile= limits: 2..=12
+//! tasks, up to 40 objects, fds in 0..200. Each of 400 seeds runs `run --stop` (alternating
+//! `--batch 1`, the default and a random batch size) and the kernel checker. A failure names
+//! the seed and prints its plan.
+//!
+//! - `FDSLOT_SEED=N cargo test --release --test random_plans one_seed` reruns one seed;
+//! - `FDSLOT_RANDOM_SEEDS=N` runs N more seeds (`more_seeds`);
+//! - `FDSLOT_RANDOM_NO_INHERIT=1` leaves inherit objects out, `FDSLOT_RANDOM_NO_FILES=1` the
+//!   files= groups (to tell failures apart).
 //!
 //! Plus one bigger case: 100 tasks, each holding ends of pipes and socket pairs whose openers
-//! are other tasks.
+//! are other tasks; and 120 seeds in restore mode (one `fdslot restore` per table owner).
 
 mod common;
 
@@ -115,7 +118,9 @@ impl<'a> Gen<'a> {
     fn bytes(&mut self, max: u64) -> Vec<u8> {
         let n = self.rng.below(max + 1) as usize;
         let x = self.rng.next();
-        (0..n).map(|i| (x.wrapping_mul(i as u64 + 1) >> 24) as u8).collect()
+        (0..n)
+            .map(|i| (x.wrapping_mul(i as u64 + 1) >> 24) as u8)
+            .collect()
     }
     fn data_file(&mut self, bytes: &[u8]) -> PathBuf {
         let id = self.next_obj;
@@ -183,8 +188,19 @@ impl<'a> Gen<'a> {
                         2 => (PathBuf::from("/dev/null"), "rdwr", None),
                         _ => {
                             let f = self.files.clone();
-                            let fl = self.pick(&["rdonly", "wronly", "rdwr", "wronly,append", "rdwr,nonblock", "rdonly,noatime"]);
-                            let pos = if self.chance(2) { Some(self.rng.below(100)) } else { None };
+                            let fl = self.pick(&[
+                                "rdonly",
+                                "wronly",
+                                "rdwr",
+                                "wronly,append",
+                                "rdwr,nonblock",
+                                "rdonly,noatime",
+                            ]);
+                            let pos = if self.chance(2) {
+                                Some(self.rng.below(100))
+                            } else {
+                                None
+                            };
                             (self.pick(&f), fl, pos)
                         }
                     };
@@ -224,7 +240,11 @@ impl<'a> Gen<'a> {
                     }
                     self.maybe_opener();
                     self.targets(0, 0, 3);
-                    let min_w = if self.p.objs.last().unwrap().targets.is_empty() { 1 } else { 0 };
+                    let min_w = if self.p.objs.last().unwrap().targets.is_empty() {
+                        1
+                    } else {
+                        0
+                    };
                     self.targets(1, min_w, 3);
                     let o = self.p.objs.last().unwrap();
                     pipes.push((
@@ -239,7 +259,11 @@ impl<'a> Gen<'a> {
                     self.p.socketpair(id, ty, fl);
                     self.maybe_opener();
                     self.targets(0, 0, 3);
-                    let min_b = if self.p.objs.last().unwrap().targets.is_empty() { 1 } else { 0 };
+                    let min_b = if self.p.objs.last().unwrap().targets.is_empty() {
+                        1
+                    } else {
+                        0
+                    };
                     self.targets(1, min_b, 3);
                 }
                 11 => {
@@ -259,7 +283,10 @@ impl<'a> Gen<'a> {
                     let name: Vec<u8> = (0..name_len)
                         .map(|_| self.pick(b"abcxyz019 %,#-_.\xe9"))
                         .collect();
-                    let mut m = MemfdSpec { name, ..Default::default() };
+                    let mut m = MemfdSpec {
+                        name,
+                        ..Default::default()
+                    };
                     if self.chance(2) {
                         let data = self.bytes(9000);
                         let path = self.data_file(&data);
@@ -273,7 +300,9 @@ impl<'a> Gen<'a> {
                         let s: Vec<&str> = all.iter().copied().filter(|_| self.chance(2)).collect();
                         m.seals = s.join(",");
                     }
-                    m.flags = self.pick(&["", "append", "nonblock", "append,nonblock"]).to_string();
+                    m.flags = self
+                        .pick(&["", "append", "nonblock", "append,nonblock"])
+                        .to_string();
                     if self.chance(2) {
                         m.pos = Some(self.rng.below(20_000));
                     }
@@ -284,15 +313,10 @@ impl<'a> Gen<'a> {
                 14 => {
                     let ends: Vec<(u32, u8)> = pipes
                         .iter()
-                        .flat_map(|&(pid, r, w)| {
-                            let mut v = vec![];
-                            if r {
-                                v.push((pid, 0u8));
-                            }
-                            if w {
-                                v.push((pid, 1u8));
-                            }
-                            v
+                        .flat_map(|&(pid, _, _)| {
+                            // Either end, planned or not (a reopen of an end planned
+                            // nowhere is then that end's only description).
+                            vec![(pid, 0u8), (pid, 1u8)]
                         })
                         .collect();
                     if ends.is_empty() {
@@ -335,7 +359,12 @@ fn plan_for(seed: u64, dir: &TmpDir) -> (Plan, Vec<String>, Vec<(u32, i32)>) {
     let subdir = dir.path("sub");
     std::fs::create_dir_all(&subdir).unwrap();
     let files = (0..3)
-        .map(|i| dir.file(&format!("file{i}"), format!("contents of file {i}, seed {seed}").as_bytes()))
+        .map(|i| {
+            dir.file(
+                &format!("file{i}"),
+                format!("contents of file {i}, seed {seed}").as_bytes(),
+            )
+        })
         .collect();
     let fifos: Vec<PathBuf> = (0..2)
         .map(|i| {
@@ -365,7 +394,11 @@ fn plan_for(seed: u64, dir: &TmpDir) -> (Plan, Vec<String>, Vec<(u32, i32)>) {
     let ids = g.ids.clone();
     for t in ids {
         if members[&g.p.table_owner(t)] == 1 && g.chance(6) {
-            let top = g.used.get(&t).and_then(|s| s.iter().next_back().copied()).unwrap_or(0);
+            let top = g
+                .used
+                .get(&t)
+                .and_then(|s| s.iter().next_back().copied())
+                .unwrap_or(0);
             let n = top as u64 + 1 + g.rng.below(300);
             g.p.nofile(t, n);
         }
@@ -398,7 +431,14 @@ fn run_seed(seed: u64) -> Result<(), String> {
     if r.order != p.task_ids() {
         errs.push(format!("tasks printed in order {:?}", r.order));
     }
-    errs.extend(check_plan(&p, &r.pids, &CheckOpts { stopped: true, ..Default::default() }));
+    errs.extend(check_plan(
+        &p,
+        &r.pids,
+        &CheckOpts {
+            stopped: true,
+            ..Default::default()
+        },
+    ));
     errs.extend(r.parent_errors(&p));
     for &pid in r.pids.values() {
         kill(pid, libc::SIGKILL);
@@ -456,7 +496,10 @@ seed_chunks! {
 /// Seeds 400..400+$FDSLOT_RANDOM_SEEDS (skipped without it): a longer hunt, in 2 threads.
 #[test]
 fn more_seeds() {
-    let Some(n) = std::env::var("FDSLOT_RANDOM_SEEDS").ok().and_then(|s| s.parse::<u64>().ok()) else {
+    let Some(n) = std::env::var("FDSLOT_RANDOM_SEEDS")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
         return;
     };
     let half = n / 2;
@@ -469,7 +512,10 @@ fn more_seeds() {
 /// One seed from $FDSLOT_SEED (skipped without it), printing its plan.
 #[test]
 fn one_seed() {
-    let Some(seed) = std::env::var("FDSLOT_SEED").ok().and_then(|s| s.parse().ok()) else {
+    let Some(seed) = std::env::var("FDSLOT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    else {
         return;
     };
     let dir = TmpDir::new("rndone");
@@ -535,17 +581,42 @@ fn generator_covers_everything() {
             let mut c = fdslot();
             c.arg("check").arg(&plan);
             let o = output(c);
-            assert_eq!(o.code(), Some(0), "seed {seed}: generated plan rejected: {o}\n{}", p.text());
+            assert_eq!(
+                o.code(),
+                Some(0),
+                "seed {seed}: generated plan rejected: {o}\n{}",
+                p.text()
+            );
         }
     }
     for want in [
-        "reg", "fifo", "pipe", "socketpair", "eventfd", "memfd", "reopen", "inherit", "opener",
-        "pipe data", "socketpair stream", "socketpair dgram", "socketpair seqpacket", "seals",
-        "pipe end to nobody", "dup", "cloexec", "files", "parent", "nofile",
+        "reg",
+        "fifo",
+        "pipe",
+        "socketpair",
+        "eventfd",
+        "memfd",
+        "reopen",
+        "inherit",
+        "opener",
+        "pipe data",
+        "socketpair stream",
+        "socketpair dgram",
+        "socketpair seqpacket",
+        "seals",
+        "pipe end to nobody",
+        "dup",
+        "cloexec",
+        "files",
+        "parent",
+        "nofile",
     ] {
         let off = (want == "inherit" && std::env::var_os("FDSLOT_RANDOM_NO_INHERIT").is_some())
             || (want == "files" && std::env::var_os("FDSLOT_RANDOM_NO_FILES").is_some());
-        assert!(off || seen.contains(want), "no seed generates {want:?}; seen {seen:?}");
+        assert!(
+            off || seen.contains(want),
+            "no seed generates {want:?}; seen {seen:?}"
+        );
     }
 }
 
@@ -569,12 +640,23 @@ fn hundred_tasks(batch: Option<u32>) {
     let types = ["stream", "dgram", "seqpacket"];
     for k in 1..=n {
         let id = k as u32;
-        p.pipe(id).opener(next(k, 50)).r(k, 3).w(next(k, 1), 4).w_ce(next(k, 1), 10);
-        p.socketpair(1000 + id, types[k as usize % 3], if k % 5 == 0 { "nonblock" } else { "" })
-            .opener(next(k, 37))
-            .a(k, 5)
-            .b(next(k, 1), 6);
-        p.eventfd(2000 + id, Some(k as u64), "").opener(next(k, 13)).at(k, 7).at(next(k, 2), 8);
+        p.pipe(id)
+            .opener(next(k, 50))
+            .r(k, 3)
+            .w(next(k, 1), 4)
+            .w_ce(next(k, 1), 10);
+        p.socketpair(
+            1000 + id,
+            types[k as usize % 3],
+            if k % 5 == 0 { "nonblock" } else { "" },
+        )
+        .opener(next(k, 37))
+        .a(k, 5)
+        .b(next(k, 1), 6);
+        p.eventfd(2000 + id, Some(k as u64), "")
+            .opener(next(k, 13))
+            .at(k, 7)
+            .at(next(k, 2), 8);
     }
     let args = batch_args(batch);
     if let Err(e) = try_run_and_check(&p, &d, &strs(&args)) {
@@ -591,4 +673,114 @@ mod hundred_tasks {
     fn batch_default() {
         super::hundred_tasks(None)
     }
+}
+
+// --- restore mode -----------------------------------------------------------------------------
+
+/// Seed `seed` in restore mode: one `fdslot restore PLAN T -- /bin/sleep 100` per table owner
+/// (tasks sharing a table take no part; the owner rebuilds the whole table), the barrier run
+/// among the tasks themselves, every process given the inherited fds; checked after exec.
+fn restore_seed(seed: u64) -> Result<(), String> {
+    let dir = TmpDir::new(&format!("rrnd{seed}"));
+    let (p, args, inherited) = plan_for(seed, &dir);
+    let text = p.text();
+    let path = dir.plan(&text);
+    let s = session(&format!("rr{seed}"));
+    let owners: Vec<u16> = p
+        .task_ids()
+        .into_iter()
+        .filter(|&t| p.table_owner(t) == t)
+        .collect();
+    let fail =
+        |what: String| format!("restore seed {seed}, args {args:?}: {what}\n--- plan ---\n{text}");
+    let mut procs: Vec<(u16, Spawned)> = owners
+        .iter()
+        .map(|&t| {
+            let mut a = vec!["--timeout".to_string(), "10".to_string()];
+            a.extend(args.iter().cloned());
+            let mut c = restore_cmd(&path, t, &s, &strs(&a));
+            c.args(["--", "/bin/sleep", "100"]);
+            for &(fd, src) in &inherited {
+                pass_fd(&mut c, src, fd as i32);
+            }
+            (t, Spawned::spawn(c))
+        })
+        .collect();
+    let mut pids = BTreeMap::new();
+    let mut stuck = None;
+    for (t, pr) in procs.iter() {
+        if !wait_sleeping(pr.pid(), std::time::Duration::from_secs(15)) {
+            stuck = Some(*t);
+            break;
+        }
+        pids.insert(*t, pr.pid());
+    }
+    if let Some(t) = stuck {
+        let outs: Vec<String> = procs
+            .iter_mut()
+            .map(|(u, q)| {
+                format!(
+                    "task {u}{}: {}",
+                    if *u == t { " (did not exec)" } else { "" },
+                    q.kill()
+                )
+            })
+            .collect();
+        return Err(fail(format!("task {t} did not exec:\n{}", outs.join("\n"))));
+    }
+    let mut exp = p.expect();
+    exp.retain(|t, _| pids.contains_key(t));
+    let mut errs = check_tables(
+        &exp,
+        &pids,
+        &CheckOpts {
+            after_exec: true,
+            ..Default::default()
+        },
+    );
+    for t in &p.tasks {
+        if let (Some(n), Some(&pid)) = (t.nofile, pids.get(&t.id)) {
+            match proc_nofile(pid) {
+                Ok((a, b)) if a == n && b == n => {}
+                r => errs.push(format!(
+                    "task {}: Max open files {r:?}, planned nofile={n}",
+                    t.id
+                )),
+            }
+        }
+    }
+    if errs.is_empty() {
+        Ok(())
+    } else {
+        errs.truncate(30);
+        Err(fail(format!("kernel check:\n  {}", errs.join("\n  "))))
+    }
+}
+
+fn restore_seeds(range: std::ops::Range<u64>) {
+    let failed: Vec<String> = range.filter_map(|s| restore_seed(s).err()).collect();
+    assert!(
+        failed.is_empty(),
+        "{} seeds failed:\n\n{}",
+        failed.len(),
+        failed
+            .iter()
+            .take(3)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    );
+}
+
+macro_rules! restore_chunks {
+    ($($name:ident = $lo:expr, $hi:expr;)+) => {
+        $( #[test] fn $name() { restore_seeds($lo..$hi) } )+
+    };
+}
+
+restore_chunks! {
+    restore_seeds_1000_1029 = 1000, 1030;
+    restore_seeds_1030_1059 = 1030, 1060;
+    restore_seeds_1060_1089 = 1060, 1090;
+    restore_seeds_1090_1119 = 1090, 1120;
 }

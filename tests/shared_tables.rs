@@ -30,10 +30,19 @@ fn objects(p: &mut Plan, d: &TmpDir, tasks: &[u16], base: u32, id0: u32) {
     let n = tasks.len();
     let t = |i: usize| tasks[i % n];
     let f = d.file(&format!("f{id0}"), b"shared table");
-    p.reg_pos(id0, &f, "rdonly", 3).at(t(0), base).at(t(1), base + 1);
-    p.pipe(id0 + 1).r(t(1), base + 2).w(t(2), base + 3).w(t(0), base + 4);
-    p.socketpair(id0 + 2, "stream", "").opener(t(2)).a(t(0), base + 5).b(t(1), base + 6);
-    p.eventfd(id0 + 3, Some(3), "semaphore").at_ce(t(2), base + 7);
+    p.reg_pos(id0, &f, "rdonly", 3)
+        .at(t(0), base)
+        .at(t(1), base + 1);
+    p.pipe(id0 + 1)
+        .r(t(1), base + 2)
+        .w(t(2), base + 3)
+        .w(t(0), base + 4);
+    p.socketpair(id0 + 2, "stream", "")
+        .opener(t(2))
+        .a(t(0), base + 5)
+        .b(t(1), base + 6);
+    p.eventfd(id0 + 3, Some(3), "semaphore")
+        .at_ce(t(2), base + 7);
     p.memfd(
         id0 + 4,
         MemfdSpec {
@@ -55,7 +64,9 @@ fn parent_child(batch: Option<u32>) {
     p.files(2, 1);
     objects(&mut p, &d, &[1, 2, 3], 3, 1);
     objects(&mut p, &d, &[2, 3, 1], 20, 10);
-    p.reg(30, &d.file("own", b"x"), "rdonly").opener(3).at(2, 40);
+    p.reg(30, &d.file("own", b"x"), "rdonly")
+        .opener(3)
+        .at(2, 40);
     check(&p, &d, batch);
 }
 forms!(parent_child: batch1 = Some(1), batch_default = None);
@@ -89,7 +100,12 @@ forms!(chain: batch1 = Some(1), batch_default = None);
 fn two_groups(batch: Option<u32>) {
     let d = TmpDir::new("sh2g");
     let mut p = Plan::new();
-    p.task(1).child(2, 1).task(5).child(3, 5).child(4, 5).task(6);
+    p.task(1)
+        .child(2, 1)
+        .task(5)
+        .child(3, 5)
+        .child(4, 5)
+        .task(6);
     p.files(2, 1).files(4, 3);
     objects(&mut p, &d, &[1, 3, 5], 3, 1);
     objects(&mut p, &d, &[4, 2, 6], 20, 10);
@@ -116,7 +132,10 @@ fn targets_only_on_sharer() {
     let mut p = Plan::new();
     p.task(1).child(2, 1).task(3);
     p.files(2, 1);
-    p.reg(1, &d.file("a", b"a"), "rdonly").at(2, 3).at(2, 4).at(3, 3);
+    p.reg(1, &d.file("a", b"a"), "rdonly")
+        .at(2, 3)
+        .at(2, 4)
+        .at(3, 3);
     p.pipe(2).opener(3).r(2, 0).w(3, 0);
     check(&p, &d, Some(1));
     check(&p, &d, None);
@@ -134,14 +153,25 @@ fn members_list_the_same_fds() {
     p.reg(2, &d.file("b", b"b"), "rdonly").at(3, 6).at(1, 6);
     let plan = d.plan(&p.text());
     let r = run_stop(&plan, &[]);
-    assert_plan(&p, &r.pids, &CheckOpts { stopped: true, ..Default::default() });
+    assert_plan(
+        &p,
+        &r.pids,
+        &CheckOpts {
+            stopped: true,
+            ..Default::default()
+        },
+    );
     let (p2, p3) = (r.pid(2), r.pid(3));
     assert_eq!(kcmp_files(p2, p3), Ok(0), "tasks 2 and 3 share one table");
     assert_ne!(kcmp_files(r.pid(1), p2), Ok(0));
     assert_eq!(list_fds(p2).unwrap(), BTreeSet::from([5, 6]));
     assert_eq!(list_fds(p3).unwrap(), BTreeSet::from([5, 6]));
     assert_eq!(list_fds(r.pid(1)).unwrap(), BTreeSet::from([6]));
-    assert_eq!(proc_ppid(p3), Some(r.pid(1)), "the sibling is task 1's child (CLONE_PARENT)");
+    assert_eq!(
+        proc_ppid(p3),
+        Some(r.pid(1)),
+        "the sibling is task 1's child (CLONE_PARENT)"
+    );
     r.finish();
 }
 
@@ -159,18 +189,36 @@ fn exec_ends_sharing() {
     p.pipe(2).r(2, 5).w_ce(1, 6);
     let plan = d.plan(&p.text());
     let r = run_stop(&plan, &[]);
-    assert_plan(&p, &r.pids, &CheckOpts { stopped: true, ..Default::default() });
+    assert_plan(
+        &p,
+        &r.pids,
+        &CheckOpts {
+            stopped: true,
+            ..Default::default()
+        },
+    );
     r.resume();
     for t in [1, 2] {
-        assert!(wait_sleeping(r.pid(t), Duration::from_secs(10)), "task {t} did not exec sleep");
+        assert!(
+            wait_sleeping(r.pid(t), Duration::from_secs(10)),
+            "task {t} did not exec sleep"
+        );
         assert!(
             wait_fds(r.pid(t), &BTreeSet::from([3, 5]), Duration::from_secs(5)),
             "task {t} after exec: fds {:?}, want [3, 5]",
             list_fds(r.pid(t))
         );
     }
-    assert_ne!(kcmp_files(r.pid(1), r.pid(2)), Ok(0), "after exec each has its own table");
-    assert_eq!(kcmp_file(r.pid(1), 3, r.pid(2), 3), Ok(0), "the copies still share the files");
+    assert_ne!(
+        kcmp_files(r.pid(1), r.pid(2)),
+        Ok(0),
+        "after exec each has its own table"
+    );
+    assert_eq!(
+        kcmp_file(r.pid(1), 3, r.pid(2), 3),
+        Ok(0),
+        "the copies still share the files"
+    );
     r.finish();
 }
 
@@ -225,7 +273,9 @@ fn duplicate_fd_across_members() {
     // Different tables: the same fd number is fine.
     check_accepts(
         "separate tables",
-        &format!("{H}task 1\ntask 2 parent=1 files=1\ntask 3 parent=1\nreg 1 /x\n  at 1:3\n  at 3:3\n"),
+        &format!(
+            "{H}task 1\ntask 2 parent=1 files=1\ntask 3 parent=1\nreg 1 /x\n  at 1:3\n  at 3:3\n"
+        ),
     );
     check_accepts(
         "valid group",
@@ -257,9 +307,16 @@ fn restore_of_sharer_refused() {
     let mut c = restore_cmd(&plan, 2, &s, &["--timeout", "3"]);
     c.args(["--", "/bin/true"]);
     let o = output(c);
-    assert_eq!(o.code(), Some(2), "restore of task 2 (files=1) must be refused: {o}");
+    assert_eq!(
+        o.code(),
+        Some(2),
+        "restore of task 2 (files=1) must be refused: {o}"
+    );
     assert_eq!(o.stderr.lines().count(), 1, "one error line: {o}");
-    assert!(o.stderr.contains("task 2") || o.stderr.contains('2'), "names the task: {o}");
+    assert!(
+        o.stderr.contains("task 2") || o.stderr.contains('2'),
+        "names the task: {o}"
+    );
     assert!(o.elapsed < Duration::from_secs(2), "refused at once: {o}");
     assert!(!created.exists(), "refused only after a change");
 }
@@ -283,7 +340,10 @@ fn restore_owner_gets_group_table() {
     let mut pids = BTreeMap::new();
     for (t, pr) in procs.iter_mut() {
         if !wait_sleeping(pr.pid(), Duration::from_secs(15)) {
-            panic!("task {t}: did not exec: {}", pr.wait(Duration::from_secs(1)));
+            panic!(
+                "task {t}: did not exec: {}",
+                pr.wait(Duration::from_secs(1))
+            );
         }
         pids.insert(*t, pr.pid());
     }
@@ -294,7 +354,14 @@ fn restore_owner_gets_group_table() {
         vec![3, 4, 5],
         "test bug: the owner's table is the union"
     );
-    assert_tables(&exp, &pids, &CheckOpts { after_exec: true, ..Default::default() });
+    assert_tables(
+        &exp,
+        &pids,
+        &CheckOpts {
+            after_exec: true,
+            ..Default::default()
+        },
+    );
 }
 
 // --- groups among other tasks of the tree -----------------------------------------------------
@@ -342,7 +409,12 @@ fn groups_without_stop() {
         &[(1, None, None), (2, Some(1), Some(1))],
         &[(1, None, None), (2, Some(1), Some(1)), (3, Some(1), None)],
         &[(1, None, None), (2, Some(1), Some(1)), (3, Some(2), None)],
-        &[(1, None, None), (2, Some(1), None), (3, Some(2), None), (4, Some(2), Some(3))],
+        &[
+            (1, None, None),
+            (2, Some(1), None),
+            (3, Some(2), None),
+            (4, Some(2), Some(3)),
+        ],
         &[(1, None, None), (2, None, Some(1)), (3, Some(2), None)],
     ];
     let mut bad = Vec::new();
@@ -376,8 +448,16 @@ fn groups_without_stop() {
             }
         }
         if let Some(f) = first {
-            bad.push(format!("shape {i}: {fails} of {rounds} runs failed; first: {f}--- plan ---\n{}", p.text()));
+            bad.push(format!(
+                "shape {i}: {fails} of {rounds} runs failed; first: {f}--- plan ---\n{}",
+                p.text()
+            ));
         }
     }
-    assert!(bad.is_empty(), "{} shapes failed:\n{}", bad.len(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{} shapes failed:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
 }

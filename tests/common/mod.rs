@@ -290,16 +290,32 @@ pub enum Kind {
         size: Option<u64>,
     },
     /// `fifo ID PATH [flags=..]`.
-    Fifo { path: PathBuf, flags: String },
+    Fifo {
+        path: PathBuf,
+        flags: String,
+    },
     /// `socketpair ID stream|dgram|seqpacket [flags=..]`; ends a (0) and b (1).
-    Socketpair { ty: String, flags: String },
+    Socketpair {
+        ty: String,
+        flags: String,
+    },
     /// `eventfd ID [count=N] [flags=..]`.
-    Eventfd { count: Option<u64>, flags: String },
+    Eventfd {
+        count: Option<u64>,
+        flags: String,
+    },
     Memfd(MemfdSpec),
     /// `reopen ID PIPE r|w [flags=..]`.
-    Reopen { pipe: u32, end: u8, flags: String },
+    Reopen {
+        pipe: u32,
+        end: u8,
+        flags: String,
+    },
     /// `inherit ID FD`; `src` is this test process's fd that the caller passes in at FD.
-    Inherit { fd: u32, src: RawFd },
+    Inherit {
+        fd: u32,
+        src: RawFd,
+    },
 }
 
 impl Kind {
@@ -379,16 +395,30 @@ pub enum Probe {
     None,
     /// A pipe end (or a reopen of one): F_GETPIPE_SZ (when planned), FIONREAD == data.len(),
     /// and on a read end the buffered bytes themselves (tee, which does not consume them).
-    Pipe { cap: Option<u64>, data: Vec<u8> },
+    Pipe {
+        cap: Option<u64>,
+        data: Vec<u8>,
+    },
     /// A socketpair end: SO_TYPE; the two ends are each other's peer (a datagram each way),
     /// or, with the other end planned nowhere, the peer is gone (EPIPE/ECONNREFUSED).
-    Socket { ty: i32, peer_planned: bool },
+    Socket {
+        ty: i32,
+        peer_planned: bool,
+    },
     /// eventfd-count (and eventfd-semaphore where fdinfo shows it).
-    Eventfd { count: u64, semaphore: bool },
+    Eventfd {
+        count: u64,
+        semaphore: bool,
+    },
     /// Contents (pread), size (fstat) and seals (F_GET_SEALS; None: 0 or F_SEAL_SEAL).
-    Memfd { content: Vec<u8>, seals: Option<i32> },
+    Memfd {
+        content: Vec<u8>,
+        seals: Option<i32>,
+    },
     /// kcmp(this test, fd, task, its fd) == 0.
-    SameAsMine { fd: RawFd },
+    SameAsMine {
+        fd: RawFd,
+    },
 }
 
 /// What one planned fd must be.
@@ -1116,7 +1146,10 @@ pub fn proc_nofile(pid: i32) -> io::Result<(u64, u64)> {
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, l.to_string()))
         }
     };
-    Ok((num(w.first().copied().unwrap_or(""))?, num(w.get(1).copied().unwrap_or(""))?))
+    Ok((
+        num(w.first().copied().unwrap_or(""))?,
+        num(w.get(1).copied().unwrap_or(""))?,
+    ))
 }
 
 /// The value of field `key:` in /proc/PID/fdinfo/FD.
@@ -1240,7 +1273,10 @@ fn probe_one(slot: &Slot, what: &str, pid: i32, fd: u32, stopped: bool, errs: &m
                 )
             };
             if r < 0 {
-                errs.push(format!("{what}: getsockopt(SO_TYPE): {}", errno_name(last_errno())));
+                errs.push(format!(
+                    "{what}: getsockopt(SO_TYPE): {}",
+                    errno_name(last_errno())
+                ));
             } else if v != *ty {
                 errs.push(format!(
                     "{what}: socket type {} ({v}), planned {}",
@@ -1270,7 +1306,9 @@ fn probe_one(slot: &Slot, what: &str, pid: i32, fd: u32, stopped: bool, errs: &m
                 // SAFETY: plain fcntl.
                 let got = unsafe { libc::fcntl(copy.as_raw_fd(), libc::F_GETPIPE_SZ) };
                 if got as i64 != *c as i64 {
-                    errs.push(format!("{what}: F_GETPIPE_SZ = {got}, planned capacity {c}"));
+                    errs.push(format!(
+                        "{what}: F_GETPIPE_SZ = {got}, planned capacity {c}"
+                    ));
                 }
             }
             match fionread(&copy) {
@@ -1355,7 +1393,9 @@ fn probe_one(slot: &Slot, what: &str, pid: i32, fd: u32, stopped: bool, errs: &m
             if !ok {
                 errs.push(format!(
                     "{what}: F_GET_SEALS = {s:#x}, planned {}",
-                    seals.map_or("none (0, or F_SEAL_SEAL)".to_string(), |w| format!("{w:#x}"))
+                    seals.map_or("none (0, or F_SEAL_SEAL)".to_string(), |w| format!(
+                        "{w:#x}"
+                    ))
                 ));
             }
         }
@@ -1393,7 +1433,14 @@ fn probe_pair(
     let recv = |fd: &OwnedFd| -> Result<Vec<u8>, i32> {
         let mut b = vec![0u8; 256];
         // SAFETY: b writable.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), b.as_mut_ptr().cast(), b.len(), libc::MSG_DONTWAIT) };
+        let n = unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                b.as_mut_ptr().cast(),
+                b.len(),
+                libc::MSG_DONTWAIT,
+            )
+        };
         if n < 0 {
             Err(last_errno())
         } else {
@@ -1402,7 +1449,12 @@ fn probe_pair(
         }
     };
     let get = |t: (u16, i32, u32)| {
-        steal_fd(t.1, t.2).map_err(|e| format!("socketpair {obj}: task {} fd {}: pidfd_getfd: {e}", t.0, t.2))
+        steal_fd(t.1, t.2).map_err(|e| {
+            format!(
+                "socketpair {obj}: task {} fd {}: pidfd_getfd: {e}",
+                t.0, t.2
+            )
+        })
     };
     match (a, b) {
         (Some(ta), Some(tb)) => {
@@ -2749,7 +2801,6 @@ pub fn count_by<K: Ord + Clone, T>(v: &[T], key: impl Fn(&T) -> K) -> BTreeMap<K
     m
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Helpers for the newer object kinds
 // ---------------------------------------------------------------------------------------------
@@ -2759,7 +2810,13 @@ pub fn mkfifo(path: &Path) {
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
     // SAFETY: c is a valid C string.
     let r = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
-    assert_eq!(r, 0, "mkfifo {}: {}", path.display(), io::Error::last_os_error());
+    assert_eq!(
+        r,
+        0,
+        "mkfifo {}: {}",
+        path.display(),
+        io::Error::last_os_error()
+    );
 }
 
 /// A fresh pty: (master, slave path /dev/pts/N). The slave is not opened here.
@@ -2778,7 +2835,10 @@ pub fn pty_pair() -> (OwnedFd, PathBuf) {
             "ptsname_r"
         );
         let name = std::ffi::CStr::from_ptr(buf.as_ptr());
-        (m, PathBuf::from(std::ffi::OsStr::from_bytes(name.to_bytes())))
+        (
+            m,
+            PathBuf::from(std::ffi::OsStr::from_bytes(name.to_bytes())),
+        )
     }
 }
 
@@ -2805,7 +2865,11 @@ pub fn check_rejects_at(name: &str, text: &str, lines: &[u32]) -> Output {
     let mut c = fdslot();
     c.arg("check").arg(&plan);
     let o = output(c);
-    assert_eq!(o.code(), Some(2), "[{name}] check must exit 2:\n{text}\n{o}");
+    assert_eq!(
+        o.code(),
+        Some(2),
+        "[{name}] check must exit 2:\n{text}\n{o}"
+    );
     let got: Vec<&str> = o.stderr.lines().collect();
     let ok = got.len() == 1
         && lines.iter().any(|n| {
@@ -2828,6 +2892,14 @@ pub fn check_accepts(name: &str, text: &str) {
     let mut c = fdslot();
     c.arg("check").arg(&plan);
     let o = output(c);
-    assert_eq!(o.code(), Some(0), "[{name}] check must accept:\n{text}\n{o}");
-    assert_eq!(o.stdout.lines().count(), 1, "[{name}] one summary line: {o}");
+    assert_eq!(
+        o.code(),
+        Some(0),
+        "[{name}] check must accept:\n{text}\n{o}"
+    );
+    assert_eq!(
+        o.stdout.lines().count(),
+        1,
+        "[{name}] one summary line: {o}"
+    );
 }
