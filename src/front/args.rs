@@ -23,14 +23,6 @@ impl Args {
         unsafe { c_str(*self.argv.add(i)) }
     }
 
-    pub fn next(&mut self) -> Option<&'static [u8]> {
-        if self.next >= self.argc {
-            return None;
-        }
-        self.next += 1;
-        Some(self.at(self.next - 1))
-    }
-
     /// The next argument if it is not an option.
     pub fn positional(&mut self) -> Option<&'static [u8]> {
         if self.next < self.argc && !self.at(self.next).starts_with(b"--") {
@@ -102,6 +94,18 @@ impl Args {
         }
         crate::sort::sort_by_key(out, |&f| f);
         Ok(())
+    }
+}
+
+impl Iterator for Args {
+    type Item = &'static [u8];
+
+    fn next(&mut self) -> Option<&'static [u8]> {
+        if self.next >= self.argc {
+            return None;
+        }
+        self.next += 1;
+        Some(self.at(self.next - 1))
     }
 }
 

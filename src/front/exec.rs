@@ -6,7 +6,10 @@ use crate::sys::{proc, Errno};
 use crate::text::c_str;
 
 /// Decodes an `exec=` value and execs it; returns only on failure.
-pub fn exec_plan_argv(plan: &Plan<'_>, exec: Span, envp: *const *const u8) -> Errno {
+///
+/// # Safety
+/// `envp` must be a NULL-terminated array of NUL-terminated strings.
+pub unsafe fn exec_plan_argv(plan: &Plan<'_>, exec: Span, envp: *const *const u8) -> Errno {
     let enc = plan.span(exec);
     let nargs = enc.split(|&b| b == b',').count();
     let mut arena = match Arena::map(bytes_for::<u8>(enc.len() + nargs) + bytes_for::<usize>(nargs + 1)) {
@@ -25,7 +28,8 @@ pub fn exec_plan_argv(plan: &Plan<'_>, exec: Span, envp: *const *const u8) -> Er
         at += 1;
     }
     ptrs[nargs] = 0;
-    // SAFETY: ptrs is a NULL-terminated array of NUL-terminated strings in our mapping.
+    // SAFETY: ptrs is a NULL-terminated array of NUL-terminated strings in our mapping; the
+    // caller vouches for envp.
     unsafe { proc::execve(ptrs[0] as *const u8, ptrs.as_ptr() as *const *const u8, envp) }
 }
 
@@ -40,7 +44,8 @@ pub unsafe fn exec_argv(argv: *const *const u8, envp: *const *const u8) -> Errno
         // SAFETY: forwarded.
         return unsafe { proc::execve(*argv, argv, envp) };
     }
-    let path = env_value(envp, b"PATH").unwrap_or(b"/usr/local/bin:/usr/bin:/bin");
+    // SAFETY: forwarded from the caller.
+    let path = unsafe { env_value(envp, b"PATH") }.unwrap_or(b"/usr/local/bin:/usr/bin:/bin");
     let mut last = Errno::NOENT;
     let mut buf = [0u8; crate::plan::MAX_PATH + 1];
     for dir in path.split(|&b| b == b':') {
@@ -62,7 +67,11 @@ pub unsafe fn exec_argv(argv: *const *const u8, envp: *const *const u8) -> Errno
 }
 
 /// The value of environment variable `name`, if set.
-pub fn env_value(envp: *const *const u8, name: &[u8]) -> Option<&'static [u8]> {
+///
+/// # Safety
+/// `envp` must be NULL or a NULL-terminated array of NUL-terminated strings that live for the
+/// whole process.
+pub unsafe fn env_value(envp: *const *const u8, name: &[u8]) -> Option<&'static [u8]> {
     if envp.is_null() {
         return None;
     }

@@ -240,8 +240,10 @@ pub unsafe fn main(argc: usize, argv: *const *const u8, envp: *const *const u8) 
         }
         b"check" => cmd_check(&mut a),
         b"names" => cmd_names(&mut a),
-        b"run" => run::cmd_run(&mut a, envp),
-        b"restore" => single::cmd_restore(&mut a, envp),
+        // SAFETY: envp is the kernel's, as our caller promised.
+        b"run" => unsafe { run::cmd_run(&mut a, envp) },
+        // SAFETY: as above.
+        b"restore" => unsafe { single::cmd_restore(&mut a, envp) },
         other => {
             let mut l = Line::<200>::new();
             l.str("unknown command '").push(other).str("'");

@@ -34,7 +34,11 @@ fn sigbit(sig: u32) -> u64 {
     1u64 << (sig - 1)
 }
 
-pub fn cmd_run(a: &mut Args, envp: *const *const u8) -> i32 {
+/// `fdslot run`.
+///
+/// # Safety
+/// `envp` must be the process's environment array.
+pub unsafe fn cmd_run(a: &mut Args, envp: *const *const u8) -> i32 {
     let (mut path, mut stop, mut timeout, mut batch) = (None, false, 10_000_000_000u64, MAX_BATCH);
     let mut keep = heapless::Vec::<u32, MAX_KEEP>::new();
     while let Some(arg) = a.next() {
@@ -205,9 +209,8 @@ impl<'a> Run<'a> {
         let task = self.plan.tasks[t];
         if task.files != 0 {
             // This table is its owner's: touch no fd, wait for the owner to rebuild it.
-            match self.shared.wait_owner(task.owner as usize, self.session.deadline) {
-                Ok(true) => {}
-                _ => return EXIT_PEER as i32,
+            if !self.shared.wait_state(task.owner as usize, STATE_DONE, self.session.deadline) {
+                return EXIT_PEER as i32;
             }
             if task.nofile != 0 {
                 if let Err(e) = crate::restore::set_nofile(task.nofile) {
@@ -260,7 +263,8 @@ impl<'a> Run<'a> {
         if exec.len == 0 {
             return 0;
         }
-        let e = exec::exec_plan_argv(self.plan, exec, self.envp);
+        // SAFETY: envp is the process's environment, as cmd_run's caller promised.
+        let e = unsafe { exec::exec_plan_argv(self.plan, exec, self.envp) };
         let mut line = Line::<240>::new();
         line.str("fdslot: task ").num(task.id as u64).str(": exec: ").str(e.name().unwrap_or("error"));
         self.shared.record_failure(t, EXIT_RESTORE, line.peek());
@@ -415,15 +419,19 @@ impl<'a> Run<'a> {
     fn abort(&self, fallback: i32) -> i32 {
         self.kill_all();
         self.reap_all();
-        for t in 0..self.plan.tasks.len() {
-            if let Some((text, code)) = self.shared.failure_text(t) {
-                // A task that only saw the abort defers to the one that caused it.
-                if code == EXIT_PEER && text.ends_with(b"another task failed") {
-                    continue;
+        // The first task in plan order whose own restore failed speaks; tasks that failed only
+        // because a peer did (exit 3) speak only when no task failed on its own.
+        for own_failure in [true, false] {
+            for t in 0..self.plan.tasks.len() {
+                if let Some((text, code)) = self.shared.failure_text(t) {
+                    // A task that only saw the abort defers to the one that caused it.
+                    if (code != EXIT_PEER) != own_failure || text.ends_with(b"another task failed") {
+                        continue;
+                    }
+                    eprint(text);
+                    eprint(b"\n");
+                    return code as i32;
                 }
-                eprint(text);
-                eprint(b"\n");
-                return code as i32;
             }
         }
         fallback

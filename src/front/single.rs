@@ -11,7 +11,11 @@ use crate::sys::{fd, proc};
 use crate::text::{parse_radix, Line};
 use linux_raw_sys::general as g;
 
-pub fn cmd_restore(a: &mut Args, envp: *const *const u8) -> i32 {
+/// `fdslot restore`.
+///
+/// # Safety
+/// `envp` must be the process's environment array.
+pub unsafe fn cmd_restore(a: &mut Args, envp: *const *const u8) -> i32 {
     let (mut path, mut task_id, mut session, mut sync_fd) = (None, None, None, -1);
     let (mut timeout, mut batch) = (10_000_000_000u64, MAX_BATCH);
     let mut keep = heapless::Vec::<u32, MAX_KEEP>::new();
@@ -92,10 +96,11 @@ pub fn cmd_restore(a: &mut Args, envp: *const *const u8) -> i32 {
     barrier.err_fd = -1;
     barrier.close();
     let e = if !prog.is_null() && !unsafe_is_null(prog) {
-        // SAFETY: prog points into the kernel's argv, NULL-terminated.
+        // SAFETY: prog points into the kernel's argv, NULL-terminated; envp is the caller's.
         unsafe { exec::exec_argv(prog, envp) }
     } else if plan.tasks[t].exec.len != 0 {
-        exec::exec_plan_argv(&plan, plan.tasks[t].exec, envp)
+        // SAFETY: envp is the process's environment (see above).
+        unsafe { exec::exec_plan_argv(&plan, plan.tasks[t].exec, envp) }
     } else {
         if err_fd >= 0 {
             let _ = fd::close(err_fd);

@@ -76,25 +76,6 @@ impl Shared {
         unsafe { &*(self.base.add(core::mem::size_of::<SharedHeader>() + t * core::mem::size_of::<SharedTask>()) as *const SharedTask) }
     }
 
-    /// Waits until task `owner` has finished its restore (Ok(true)) or failed (Ok(false)), or
-    /// the deadline passes (Err).
-    pub fn wait_owner(&self, owner: usize, deadline: u64) -> Result<bool, ()> {
-        let state = &self.task(owner).state;
-        loop {
-            match state.load(Ordering::Acquire) {
-                STATE_DONE => return Ok(true),
-                STATE_FAILED => return Ok(false),
-                s => {
-                    if self.header().go.load(Ordering::Acquire) == GO_ABORT {
-                        return Ok(false);
-                    }
-                    let Some(left) = remaining(deadline) else { return Err(()) };
-                    let _ = proc::futex_wait(state, s, left.min(100_000_000));
-                }
-            }
-        }
-    }
-
     /// Publishes that task t (and `weight - 1` tasks sharing its table) is restored.
     ///
     /// Until now the task dies with its parent (PDEATHSIG): nobody else would reap or report

@@ -348,7 +348,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
                     // Too many fds in flight for this user: wait for receivers to take some.
                     Err(e) if e == Errno::TOOMANYREFS => self.pump_for(barrier, 1_000_000)?,
                     Err(e) if e == Errno::CONNREFUSED => {
-                        return Err(Failure::new(EXIT_PEER, t, "the receiving socket is gone: ")
+                        return Err(Failure::new(EXIT_PEER, t, "the receiving socket is gone:")
                             .peer(b.receiver as usize)
                             .then(" ended")
                             .at_fd(b.slot))

@@ -58,7 +58,10 @@ pub unsafe fn execve(path: *const u8, argv: *const *const u8, envp: *const *cons
 pub fn exit(code: i32) -> ! {
     // SAFETY: ends the process.
     unsafe { syscall1(g::__NR_exit_group, code as usize) };
-    loop {}
+    // exit_group does not return; should it ever, stop here rather than run on.
+    loop {
+        core::hint::spin_loop();
+    }
 }
 
 /// `kill(pid, sig)`.
