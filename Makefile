@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/release/fdslot
 
-.PHONY: all build test demo size clean check-toolchain
+.PHONY: all build test demo size bench bench-quick clean check-toolchain
 
 all: build
 
@@ -19,6 +19,13 @@ test: build
 demo: build
 	$(CARGO) build --release --example fdtable
 	bash examples/demo.sh
+
+# Restore times against the private-open floor, both forms; see bench/bench.py.
+bench: build
+	python3 bench/bench.py
+
+bench-quick: build
+	python3 bench/bench.py --quick
 
 size: build
 	@printf '%s: %s bytes stripped\n' $(BIN) $$(stat -c %s $(BIN))

@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""make bench: how long `fdslot run --stop` takes to rebuild fd tables, against its own floor.
+
+Generates its plans (seeded), runs each several times, and reports medians:
+  - the CRIU matrix: N files in the root, inherited by K children (every file in every task);
+  - the floor for the same tasks and fds: every fd a private open in its own task (nothing sent);
+  - many tasks with random sharing.
+Both transport forms (--batch 1 and the default 253). Time is wall time from exec of
+`fdslot run --stop` until it prints `ready` (the restore only). Peak RSS is the tasks' VmHWM.
+
+Writes bench/results/results.md and bench/results/per_fd.svg, and prints the table.
+`--quick` runs the smallest sizes once (CI uses it so the benchmark never rots; times there are
+not judged).
+"""
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FDSLOT = os.environ.get("FDSLOT_BIN", os.path.join(TOP, "target", "release", "fdslot"))
+OUT = os.path.join(TOP, "bench", "results")
+# CRIU 4.2 on these machines, whole restore of N files inherited by K children (median of 5).
+CRIU_MS = {(1000, 4): 184.0, (10000, 1): 187.0, (10000, 4): 3965.0}
+
+
+def shared_plan(path, files, children):
+    lines = ["fdslot 1", "task 1"] + [f"task {t} parent=1" for t in range(2, children + 2)]
+    for i in range(files):
+        lines.append(f"reg {i + 1} {path} flags=rdonly")
+        lines.extend(f"  at {t}:{i + 3}" for t in range(1, children + 2))
+    return "\n".join(lines) + "\n"
+
+
+def private_plan(path, files, children):
+    """The floor: the same tasks and fds, each fd its own object opened in its own task."""
+    lines = ["fdslot 1", "task 1"] + [f"task {t} parent=1" for t in range(2, children + 2)]
+    oid = 0
+    for t in range(1, children + 2):
+        for i in range(files):
+            oid += 1
+            lines.append(f"reg {oid} {path} flags=rdonly")
+            lines.append(f"  at {t}:{i + 3}")
+    return "\n".join(lines) + "\n"
+
+
+def random_plan(path, tasks, fds_per_task, seed):
+    """Many tasks: each object is held by 1 to 4 random tasks at random fds."""
+    rng = random.Random(seed)
+    lines = ["fdslot 1", "task 1"] + [f"task {t} parent=1" for t in range(2, tasks + 1)]
+    free = {t: list(range(3, fds_per_task + 3)) for t in range(1, tasks + 1)}
+    for fl in free.values():
+        rng.shuffle(fl)
+    oid = 0
+    while any(free.values()):
+        holders = [t for t in rng.sample(range(1, tasks + 1), min(tasks, rng.randint(1, 4))) if free[t]]
+        if not holders:
+            continue
+        oid += 1
+        lines.append(f"reg {oid} {path} flags=rdonly")
+        for t in holders:
+            lines.append(f"  at {t}:{free[t].pop()}")
+    return "\n".join(lines) + "\n", sum(fds_per_task for _ in range(tasks))
+
+
+def run_once(plan_file, batch):
+    start = time.perf_counter()
+    p = subprocess.Popen([FDSLOT, "run", plan_file, "--stop", "--batch", str(batch), "--timeout", "60"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    pids = []
+    for line in p.stdout:
+        w = line.split()
+        if w[:1] == [b"task"]:
+            pids.append(int(w[3]))
+        elif w == [b"ready"]:
+            break
+    elapsed = time.perf_counter() - start
+    if not pids:
+        err = p.stderr.read().decode()
+        p.wait()
+        raise RuntimeError(f"fdslot run failed: {err}")
+    rss = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for l in f:
+                    if l.startswith("VmHWM:"):
+                        rss = max(rss, int(l.split()[1]))
+        except OSError:
+            pass
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    p.wait()
+    return elapsed * 1000.0, rss
+
+
+def measure(plan_text, batch, reps, tmp):
+    plan_file = os.path.join(tmp, "plan")
+    with open(plan_file, "w") as f:
+        f.write(plan_text)
+    runs = [run_once(plan_file, batch) for _ in range(reps)]
+    return statistics.median(r[0] for r in runs), max(r[1] for r in runs)
+
+
+def svg_plot(series, path):
+    """Time per fd (us) against fds, log x, one line per series; no dependencies."""
+    w, h, m = 640, 360, 50
+    xs = sorted({x for pts in series.values() for x, _ in pts})
+    ymax = max(y for pts in series.values() for _, y in pts) * 1.15
+    import math
+    lx = [math.log10(x) for x in xs]
+    x0, x1 = min(lx), max(lx) if max(lx) > min(lx) else min(lx) + 1
+
+    def px(x):
+        return m + (math.log10(x) - x0) / (x1 - x0) * (w - 2 * m)
+
+    def py(y):
+        return h - m - y / ymax * (h - 2 * m)
+
+    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">',
+           f'<rect width="{w}" height="{h}" fill="white"/>',
+           f'<line x1="{m}" y1="{h - m}" x2="{w - m}" y2="{h - m}" stroke="black"/>',
+           f'<line x1="{m}" y1="{m}" x2="{m}" y2="{h - m}" stroke="black"/>',
+           f'<text x="{w / 2}" y="{h - 12}" text-anchor="middle">fds restored (log scale)</text>',
+           f'<text x="14" y="{h / 2}" transform="rotate(-90 14 {h / 2})" text-anchor="middle">time per fd (us)</text>']
+    for x in xs:
+        out.append(f'<text x="{px(x):.0f}" y="{h - m + 14}" text-anchor="middle">{x}</text>')
+    for i in range(5):
+        y = ymax * i / 4
+        out.append(f'<text x="{m - 4}" y="{py(y) + 4:.0f}" text-anchor="end">{y:.1f}</text>')
+    for k, (name, pts) in enumerate(series.items()):
+        c = colors[k % len(colors)]
+        d = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in sorted(pts))
+        out.append(f'<polyline points="{d}" fill="none" stroke="{c}" stroke-width="2"/>')
+        out.append(f'<text x="{w - m - 150}" y="{m + 14 * k}" fill="{c}">{name}</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out) + "\n")
+
+
+def main():
+    quick = "--quick" in sys.argv
+    reps = 1 if quick else 5
+    sizes = [100] if quick else [100, 1000, 10000]
+    os.makedirs(OUT, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="fdslot-bench-")
+    target = os.path.join(tmp, "file")
+    with open(target, "w") as f:
+        f.write("x")
+    rows, series = [], {}
+    for children in (1, 4):
+        for n in sizes:
+            fds = n * (children + 1)
+            floor_ms, _ = measure(private_plan(target, n, children), 253, reps, tmp)
+            for batch in (1, 253):
+                ms, rss = measure(shared_plan(target, n, children), batch, reps, tmp)
+                us_fd = ms * 1000.0 / fds
+                criu = CRIU_MS.get((n, children))
+                rows.append((f"{n} files x {children + 1} tasks", batch, fds, ms, us_fd, ms / floor_ms, rss,
+                             f"{criu / ms:.0f}x" if criu else ""))
+                series.setdefault(f"K={children} batch={batch}", []).append((fds, us_fd))
+    many = [(10, 100)] if quick else [(100, 1000), (1000, 100)]
+    for tasks, per in many:
+        text, fds = random_plan(target, tasks, per, seed=tasks)
+        for batch in (1, 253):
+            ms, rss = measure(text, batch, max(1, reps // 2 + 1), tmp)
+            rows.append((f"{tasks} tasks x {per} fds, random sharing", batch, fds, ms, ms * 1000.0 / fds, None, rss, ""))
+    size = os.stat(FDSLOT).st_size
+    lines = ["# fdslot run --stop: restore time (medians of %d)" % reps, "",
+             f"fdslot stripped size: {size} bytes", "",
+             "| plan | --batch | fds | ms | us/fd | vs floor | peak RSS/task (KiB) | vs CRIU 4.2 |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, batch, fds, ms, us, ratio, rss, criu in rows:
+        r = f"{ratio:.2f}" if ratio else ""
+        lines.append(f"| {name} | {batch} | {fds} | {ms:.1f} | {us:.2f} | {r} | {rss} | {criu} |")
+    lines += ["", "floor: the same tasks and fds, every fd a private open in its own task (nothing sent).",
+              "CRIU 4.2 times (same machine kind, whole restore): " +
+              ", ".join(f"N={n} K={k}: {v:.0f} ms" for (n, k), v in CRIU_MS.items()) + "."]
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(OUT, "results.md"), "w") as f:
+        f.write(text)
+    svg_plot(series, os.path.join(OUT, "per_fd.svg"))
+    print(text)
+    print(f"written: {OUT}/results.md, {OUT}/per_fd.svg")
+
+
+if __name__ == "__main__":
+    main()
