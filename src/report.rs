@@ -31,38 +31,52 @@ pub struct Failure {
 }
 
 impl Failure {
+    #[cold]
+    #[inline(never)]
     pub fn new(code: u8, task: usize, what: &'static str) -> Failure {
         Failure { code, task: Some(task as u16), fd: None, object: None, what, peer: None, tail: "", nums: [("", 0); 2], errno: None }
     }
 
+    #[cold]
+    #[inline(never)]
     pub fn sys(task: usize, what: &'static str, e: Errno) -> Failure {
         let mut f = Failure::new(EXIT_RESTORE, task, what);
         f.errno = Some(e);
         f
     }
 
+    #[cold]
+    #[inline(never)]
     pub fn at_fd(mut self, fd: u32) -> Failure {
         self.fd = Some(fd);
         self
     }
 
+    #[cold]
+    #[inline(never)]
     pub fn on(mut self, object: u32, end: u8) -> Failure {
         self.object = Some((object, end));
         self
     }
 
     /// Names another task (for "waiting for task N" messages).
+    #[cold]
+    #[inline(never)]
     pub fn peer(mut self, task: usize) -> Failure {
         self.peer = Some(task as u16);
         self
     }
 
+    #[cold]
+    #[inline(never)]
     pub fn then(mut self, s: &'static str) -> Failure {
         self.tail = s;
         self
     }
 
     /// Appends `label` and `value`; at most two per failure.
+    #[cold]
+    #[inline(never)]
     pub fn num(mut self, label: &'static str, value: u64) -> Failure {
         let i = if self.nums[0].0.is_empty() { 0 } else { 1 };
         self.nums[i] = (label, value);
