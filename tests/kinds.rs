@@ -5,21 +5,13 @@
 //! planned nowhere; then the plan errors (line numbers) and runtime errors (exit 1, naming the
 //! task, fd and object).
 
+#[macro_use]
 mod common;
 
 use common::*;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::Duration;
-
-/// One #[test] per form of a scenario `fn NAME(batch: Option<u32>)`.
-macro_rules! forms {
-    ($name:ident: $($form:ident = $batch:expr),+ $(,)?) => {
-        mod $name {
-            $( #[test] fn $form() { super::$name($batch) } )+
-        }
-    };
-}
 
 fn check(p: &Plan, d: &TmpDir, batch: Option<u32>) {
     let args = batch_args(batch);

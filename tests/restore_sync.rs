@@ -2,6 +2,7 @@
 //! protocol) or running the barrier among themselves; `fdslot names`; rivals on the session's
 //! socket names.
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -14,14 +15,6 @@ use std::time::{Duration, Instant};
 
 /// The fd number the sync socket gets in each task.
 const SYNC: i32 = 200;
-
-macro_rules! forms {
-    ($name:ident: $($form:ident = $batch:expr),+ $(,)?) => {
-        mod $name {
-            $( #[test] fn $form() { super::$name($batch) } )+
-        }
-    };
-}
 
 /// A restore task driven through the sync-fd protocol.
 struct SyncTask {

@@ -3,6 +3,7 @@
 //! Most scenarios run in several transport forms: `--batch 1` (one socket per fd), the default
 //! (253) and sometimes 7. Each form is its own test: `scenario::batch1`, `scenario::batch_default`.
 
+#[macro_use]
 mod common;
 
 use common::*;
@@ -10,15 +11,6 @@ use std::collections::BTreeSet;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
-
-/// One #[test] per form of a scenario `fn NAME(batch: Option<u32>)`.
-macro_rules! forms {
-    ($name:ident: $($form:ident = $batch:expr),+ $(,)?) => {
-        mod $name {
-            $( #[test] fn $form() { super::$name($batch) } )+
-        }
-    };
-}
 
 fn check(p: &Plan, d: &TmpDir, batch: Option<u32>) {
     let args = batch_args(batch);

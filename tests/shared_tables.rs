@@ -4,20 +4,13 @@
 //! union of the targets written on any member). `check` rejects sharing clone cannot create;
 //! `restore` refuses a task that shares another's table.
 
+#[macro_use]
 mod common;
 
 use common::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
-
-macro_rules! forms {
-    ($name:ident: $($form:ident = $batch:expr),+ $(,)?) => {
-        mod $name {
-            $( #[test] fn $form() { super::$name($batch) } )+
-        }
-    };
-}
 
 fn check(p: &Plan, d: &TmpDir, batch: Option<u32>) {
     let args = batch_args(batch);

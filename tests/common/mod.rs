@@ -24,6 +24,17 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+/// One #[test] per transport form of a scenario `fn NAME(batch)`: `NAME::FORM` runs
+/// `NAME(BATCH)`, so each form passes or fails on its own.
+#[allow(unused_macros)]
+macro_rules! forms {
+    ($name:ident: $($form:ident = $batch:expr),+ $(,)?) => {
+        mod $name {
+            $( #[test] fn $form() { super::$name($batch) } )+
+        }
+    };
+}
+
 /// The longest any single wait in a test may take.
 pub const CAP: Duration = Duration::from_secs(20);
 
