@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/release/fdslot
 
-.PHONY: all build test demo size bench bench-quick clean check-toolchain
+.PHONY: all build blob test demo size bench bench-quick clean check-toolchain
 
 all: build
 
@@ -11,6 +11,11 @@ check-toolchain:
 
 build: check-toolchain
 	$(CARGO) build --release --bin fdslot
+
+# fdslot.blob: the restore path as a flat position-independent image (see fdslot.h).
+blob: check-toolchain
+	$(CARGO) build --release --bin fdslot-blob
+	objcopy -O binary target/release/fdslot-blob fdslot.blob
 
 # The integration tests spawn target/release/fdslot and ask the kernel what it did.
 test: build
@@ -27,8 +32,9 @@ bench: build
 bench-quick: build
 	python3 bench/bench.py --quick
 
-size: build
+size: build blob
 	@printf '%s: %s bytes stripped\n' $(BIN) $$(stat -c %s $(BIN))
+	@printf 'fdslot.blob: %s bytes\n' $$(stat -c %s fdslot.blob)
 	@readelf -d $(BIN) | grep -c NEEDED | sed 's/^/NEEDED entries: /' || true
 
 clean:

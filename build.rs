@@ -6,5 +6,10 @@ fn main() {
     }
     println!("cargo:rustc-link-arg-bin=fdslot=-Wl,-T,{dir}/linker/fdslot.ld");
     println!("cargo:rerun-if-changed=linker/fdslot.ld");
+    for arg in ["-nostartfiles", "-nostdlib", "-static-pie", "-Wl,--build-id=none", "-Wl,-z,norelro", "-Wl,--no-eh-frame-hdr", "-Wl,-e,fdslot_blob_entry"] {
+        println!("cargo:rustc-link-arg-bin=fdslot-blob={arg}");
+    }
+    println!("cargo:rustc-link-arg-bin=fdslot-blob=-Wl,-T,{dir}/linker/blob.ld");
+    println!("cargo:rerun-if-changed=linker/blob.ld");
     println!("cargo:rerun-if-changed=build.rs");
 }

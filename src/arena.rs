@@ -24,6 +24,38 @@ unsafe impl Zeroable for u64 {}
 // SAFETY: as above.
 unsafe impl Zeroable for usize {}
 
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+/// The mappings made since the last `release_all`, so that an embedder (the blob) can give
+/// every byte back before it returns to its host. Addresses stored at run time only: nothing
+/// here needs relocating.
+const MAX_MAPPINGS: usize = 16;
+static MAPPINGS: [(AtomicUsize, AtomicUsize); MAX_MAPPINGS] = [const { (AtomicUsize::new(0), AtomicUsize::new(0)) }; MAX_MAPPINGS];
+
+fn remember(base: *mut u8, size: usize) {
+    for (b, s) in MAPPINGS.iter() {
+        if b.compare_exchange(0, base as usize, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            s.store(size, Ordering::Release);
+            return;
+        }
+    }
+    // More live mappings than slots: the process keeps this one until it exits or execs.
+}
+
+/// Unmaps every arena mapped since the last call. Every slice carved from them dies here.
+///
+/// # Safety
+/// No reference into any arena may be used afterwards.
+pub unsafe fn release_all() {
+    for (b, s) in MAPPINGS.iter() {
+        let base = b.swap(0, Ordering::AcqRel);
+        if base != 0 {
+            // SAFETY: the caller guarantees nothing uses the arenas any more.
+            let _ = unsafe { mem::unmap(base as *const u8, s.load(Ordering::Acquire)) };
+        }
+    }
+}
+
 /// A bump allocator over one zero-filled anonymous mapping.
 pub struct Arena {
     base: *mut u8,
@@ -41,6 +73,7 @@ impl Arena {
     pub fn map(size: usize) -> Result<Arena, Errno> {
         let size = (size.max(1) + 4095) & !4095;
         let base = mem::map_anon(size, false)?;
+        remember(base, size);
         Ok(Arena { base, size, used: 0 })
     }
 

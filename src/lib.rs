@@ -9,6 +9,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod arena;
+pub mod blob;
 pub mod front;
 pub mod hash;
 pub mod plan;

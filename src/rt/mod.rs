@@ -47,8 +47,80 @@ unsafe extern "C" fn start_rust(sp: *const usize) -> ! {
     crate::sys::proc::exit(code)
 }
 
+/// The blob's entry stack pointer while it runs, else 0: a panic inside the blob returns from
+/// the entry (with -EFAULT) instead of ending the host process.
+#[no_mangle]
+pub static FDSLOT_BLOB_SP: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+// The blob's header (at offset 0 of the flat image, see linker/blob.ld), its entry, and the
+// way back out of it on a panic. The entry keeps the callee-saved registers on its own frame,
+// so a panic can unwind to it by resetting the stack pointer.
+core::arch::global_asm!(
+    ".section .text.blob_header,\"ax\",@progbits",
+    ".globl fdslot_blob_header",
+    "fdslot_blob_header:",
+    "    .ascii \"FDSLOTB\\0\"",                       // magic
+    "    .long 1",                                      // version
+    "    .long fdslot_blob_entry - fdslot_blob_header", // entry offset
+    "    .quad __blob_image_end - fdslot_blob_header",  // bytes in the file image
+    "    .quad __blob_end - fdslot_blob_header",        // bytes of memory: the image, then zeroes
+    "    .quad 65536",                                  // stack need, with margin
+    ".section .text.blob_entry,\"ax\",@progbits",
+    ".globl fdslot_blob_entry",
+    ".type fdslot_blob_entry,@function",
+    "fdslot_blob_entry:",
+    "    push rbp",
+    "    push rbx",
+    "    push r12",
+    "    push r13",
+    "    push r14",
+    "    push r15",
+    "    sub rsp, 8",
+    "    mov [rip + FDSLOT_BLOB_SP], rsp",
+    "    call {body}",
+    "2:",
+    "    mov qword ptr [rip + FDSLOT_BLOB_SP], 0",
+    "    add rsp, 8",
+    "    pop r15",
+    "    pop r14",
+    "    pop r13",
+    "    pop r12",
+    "    pop rbx",
+    "    pop rbp",
+    "    ret",
+    ".globl fdslot_blob_unwind",
+    "fdslot_blob_unwind:",
+    "    mov rsp, [rip + FDSLOT_BLOB_SP]",
+    "    mov rax, -14",
+    "    jmp 2b",
+    body = sym blob_body,
+);
+
+extern "C" {
+    fn fdslot_blob_unwind() -> !;
+}
+
+/// The blob's body: relocate, then restore.
+///
+/// # Safety
+/// Called only by `fdslot_blob_entry`, with the caller's `struct fdslot_args *`.
+unsafe extern "C" fn blob_body(args: *const crate::blob::BlobArgs) -> i64 {
+    // SAFETY: the image is writable (the loader maps it so), and nothing has read a relocated
+    // static yet in this call.
+    unsafe { reloc::relocate_blob() };
+    if args.is_null() {
+        return -(crate::report::EXIT_USAGE as i64);
+    }
+    // SAFETY: the caller vouches for the argument block.
+    unsafe { crate::blob::blob_restore(&*args) }
+}
+
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo) -> ! {
+    if FDSLOT_BLOB_SP.load(Ordering::Relaxed) != 0 {
+        // SAFETY: we are inside the blob's entry, whose frame FDSLOT_BLOB_SP points at.
+        unsafe { fdslot_blob_unwind() }
+    }
     let fd = PANIC_FD.load(Ordering::Relaxed);
     if fd >= 0 {
         let _ = crate::sys::fd::write(fd, b"fdslot: internal error (panic)\n");

@@ -29,6 +29,22 @@ pub unsafe fn relocate_self() {
     unsafe { apply_relative(base, dynamic) };
 }
 
+/// Applies the blob's relative relocations: its base is its header, linked at address 0.
+///
+/// # Safety
+/// As for `relocate_self`. Applying them twice is harmless: each writes base + addend.
+pub unsafe fn relocate_blob() {
+    let base: usize;
+    let dynamic: *const usize;
+    // SAFETY: rip-relative address computations; they read no memory.
+    unsafe {
+        asm!("lea {}, [rip + fdslot_blob_header]", out(reg) base, options(nostack, pure, nomem));
+        asm!("lea {}, [rip + _DYNAMIC]", out(reg) dynamic, options(nostack, pure, nomem));
+    }
+    // SAFETY: base and _DYNAMIC describe this very image.
+    unsafe { apply_relative(base, dynamic) };
+}
+
 /// Walks a `_DYNAMIC` array for DT_RELA/DT_RELASZ and applies every R_X86_64_RELATIVE entry
 /// against `base`.
 ///

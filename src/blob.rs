@@ -1,0 +1,115 @@
+//! The blob's entry: the restore path only, for a host process that calls it in place.
+//!
+//! The blob never exits or kills its host: a failure (or a panic, which `rt` turns back into a
+//! return) comes back as a negative code and a one-line error record in the caller's buffer.
+//! It leaves no fd but the planned ones (and `keep`), and unmaps every arena it mapped.
+
+use crate::plan::parse;
+use crate::report::{EXIT_PEER, EXIT_RESTORE, EXIT_USAGE};
+use crate::restore::barrier::{Barrier, Mode};
+use crate::restore::roles::{Roles, MAX_BATCH};
+use crate::restore::transport::{plan_hash, Names};
+use crate::restore::{restore_task, Session};
+use crate::sys::proc;
+use crate::text::Line;
+
+/// The entry's argument block (`struct fdslot_args` in fdslot.h).
+#[repr(C)]
+pub struct BlobArgs {
+    /// The plan text (format 1) and its length.
+    pub plan: *const u8,
+    pub plan_len: u64,
+    /// The task id to restore in the calling process.
+    pub task: u32,
+    /// A sync fd speaking the `restore --sync-fd` protocol, or -1 for the tasks' own barrier.
+    pub sync_fd: i32,
+    /// One deadline for the whole restore, in milliseconds (0: 10 s).
+    pub timeout_ms: u32,
+    /// Fds per message, 1..=253 (0: 253).
+    pub batch: u32,
+    /// The session, 1 to 32 of A-Za-z0-9_-, NUL-padded.
+    pub session: [u8; 32],
+    /// Where the error line goes (NUL-terminated, cut to fit), and its size.
+    pub error: *mut u8,
+    pub error_len: u64,
+}
+
+/// Return codes: 0, or minus the exit code `fdslot restore` would have given.
+pub const BLOB_OK: i64 = 0;
+
+fn report(args: &BlobArgs, line: &[u8]) {
+    if args.error.is_null() || args.error_len == 0 {
+        return;
+    }
+    let n = line.len().min(args.error_len as usize - 1);
+    // SAFETY: the caller gave us error_len bytes at error.
+    unsafe {
+        core::ptr::copy_nonoverlapping(line.as_ptr(), args.error, n);
+        *args.error.add(n) = 0;
+    }
+}
+
+/// Restores `args.task` in the calling process.
+///
+/// # Safety
+/// `args` must point to a valid `BlobArgs` whose plan and error pointers are valid for their
+/// lengths; the calling process must not use fds concurrently (the table is being rebuilt).
+pub unsafe fn blob_restore(args: &BlobArgs) -> i64 {
+    let code = restore(args);
+    // SAFETY: every slice into the arenas died with `restore`'s locals.
+    unsafe { crate::arena::release_all() };
+    -(code as i64)
+}
+
+fn restore(args: &BlobArgs) -> u8 {
+    let mut line = Line::<400>::new();
+    let sess_len = args.session.iter().position(|&b| b == 0).unwrap_or(32);
+    let session = &args.session[..sess_len];
+    if args.plan.is_null()
+        || args.plan_len as usize > crate::plan::MAX_PLAN_BYTES
+        || session.is_empty()
+        || !session.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+        || args.batch > MAX_BATCH as u32
+        || args.task == 0
+        || args.task > 65535
+    {
+        report(args, b"fdslot: blob: bad arguments (plan, session, batch or task)");
+        return EXIT_USAGE;
+    }
+    // SAFETY: the caller vouches for plan and plan_len.
+    let text = unsafe { core::slice::from_raw_parts(args.plan, args.plan_len as usize) };
+    let plan = match parse::load(text) {
+        Ok(p) => p,
+        Err(mut e) => {
+            line.str("fdslot: plan line ").num(e.line as u64).str(": ").push(e.msg.as_bytes());
+            report(args, line.as_bytes());
+            return EXIT_USAGE;
+        }
+    };
+    let Some(t) = plan.task_by_id(args.task as u16).filter(|&t| plan.tasks[t].files == 0) else {
+        report(args, b"fdslot: blob: the task is not in the plan, or shares another task's table");
+        return EXIT_USAGE;
+    };
+    let batch = if args.batch == 0 { MAX_BATCH } else { args.batch as u16 };
+    let Ok(mut roles) = Roles::compute(&plan, batch) else {
+        report(args, b"fdslot: blob: cannot map memory for the plan's roles");
+        return EXIT_RESTORE;
+    };
+    let names = Names::new(session, plan_hash(plan.text, batch));
+    let timeout = if args.timeout_ms == 0 { 10_000 } else { args.timeout_ms as u64 };
+    let deadline = proc::monotonic_ns() + timeout * 1_000_000;
+    let mode = if args.sync_fd >= 0 { Mode::SyncFd } else { Mode::Peers };
+    let mut barrier = Barrier { mode, err_fd: -1, chan_fd: args.sync_fd, ctl_fd: -1 };
+    let sess = Session { names, keep: &[], deadline };
+    let result = restore_task(&plan, &mut roles, t, &sess, &mut barrier);
+    if let Err(f) = result {
+        f.format(&plan, &mut line);
+        let text = line.as_bytes();
+        barrier.fail(&plan, &names, t, f.code, text);
+        report(args, text);
+        barrier.close();
+        return if f.code == 0 { EXIT_PEER } else { f.code };
+    }
+    barrier.close();
+    0
+}

@@ -1,0 +1,190 @@
+//! fdslot.blob, loaded the way an injector would: copied to a random address in a fresh
+//! process, called in place, then checked against the kernel (kcmp, /proc/PID/fd, fdinfo).
+//! The host process must survive every call, success or failure.
+
+mod common;
+
+use common::*;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// `struct fdslot_args` (fdslot.h).
+#[repr(C)]
+struct BlobArgs {
+    plan: *const u8,
+    plan_len: u64,
+    task: u32,
+    sync_fd: i32,
+    timeout_ms: u32,
+    batch: u32,
+    session: [u8; 32],
+    error: *mut u8,
+    error_len: u64,
+}
+
+/// The flat image: made from the linked blob with objcopy, as `make blob` does.
+fn blob() -> &'static [u8] {
+    static BLOB: OnceLock<Vec<u8>> = OnceLock::new();
+    BLOB.get_or_init(|| {
+        let _ = bin();
+        let elf = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/fdslot-blob");
+        let out = std::env::temp_dir().join(format!("fdslot-test-{}.blob", std::process::id()));
+        let st = std::process::Command::new("objcopy").arg("-O").arg("binary").arg(&elf).arg(&out).status().unwrap();
+        assert!(st.success(), "objcopy of {}", elf.display());
+        let b = std::fs::read(&out).unwrap();
+        let _ = std::fs::remove_file(&out);
+        b
+    })
+}
+
+struct Header {
+    entry: usize,
+    image: usize,
+    memory: usize,
+}
+
+fn header(b: &[u8]) -> Header {
+    assert_eq!(&b[..8], b"FDSLOTB\0", "magic");
+    let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap()) as usize;
+    let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap()) as usize;
+    assert_eq!(u32_at(8), 1, "version");
+    let h = Header { entry: u32_at(12), image: u64_at(16), memory: u64_at(24) };
+    assert_eq!(h.image, b.len(), "the header's image size is the file's");
+    assert!(h.memory >= h.image && h.entry < h.image);
+    h
+}
+
+/// What a child reports through shared memory: the entry's return and its error line.
+#[repr(C)]
+struct Report {
+    ret: i64,
+    base: u64,
+    error: [u8; 512],
+}
+
+/// Forks a child that maps the blob at `hint`, runs it for `task`, reports, and stops itself.
+fn spawn_blob_task(plan: &str, task: u32, session: &str, hint: usize, report: *mut Report) -> i32 {
+    let image = blob();
+    let h = header(image);
+    let mut args = BlobArgs {
+        plan: plan.as_ptr(),
+        plan_len: plan.len() as u64,
+        task,
+        sync_fd: -1,
+        timeout_ms: 10_000,
+        batch: 0,
+        session: [0; 32],
+        // SAFETY: report points to a shared page that outlives the children.
+        error: unsafe { (*report).error.as_mut_ptr() },
+        error_len: 512,
+    };
+    args.session[..session.len()].copy_from_slice(session.as_bytes());
+    // SAFETY: fork in a test process: the child only makes raw syscalls and copies memory.
+    let pid = unsafe { libc::fork() };
+    if pid != 0 {
+        return pid;
+    }
+    // SAFETY: the child maps fresh memory, copies the image in, and calls its entry.
+    unsafe {
+        let len = (h.memory + 4095) & !4095;
+        let at = libc::mmap(
+            hint as *mut libc::c_void,
+            len,
+            libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+            -1,
+            0,
+        );
+        if at == libc::MAP_FAILED {
+            (*report).ret = -1000;
+            libc::_exit(1);
+        }
+        std::ptr::copy_nonoverlapping(image.as_ptr(), at as *mut u8, image.len());
+        let entry: extern "C" fn(*mut BlobArgs) -> i64 = std::mem::transmute((at as usize + h.entry) as *const ());
+        (*report).base = at as u64;
+        (*report).ret = entry(&mut args);
+        libc::raise(libc::SIGSTOP);
+        libc::_exit(0);
+    }
+}
+
+fn shared_reports(n: usize) -> *mut Report {
+    // SAFETY: a fresh shared anonymous mapping, zero-filled (a valid Report).
+    let p = unsafe {
+        libc::mmap(std::ptr::null_mut(), n * std::mem::size_of::<Report>(), libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0)
+    };
+    assert_ne!(p, libc::MAP_FAILED);
+    p as *mut Report
+}
+
+fn wait_stopped(pid: i32) -> bool {
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::WUNTRACED) };
+    r == pid && libc::WIFSTOPPED(status)
+}
+
+fn error_text(r: &Report) -> String {
+    let n = r.error.iter().position(|&b| b == 0).unwrap_or(0);
+    String::from_utf8_lossy(&r.error[..n]).into_owned()
+}
+
+/// Two hosts, each running the blob at a random address: they share a file and a pipe as
+/// planned, hold nothing else, and survive the call.
+#[test]
+fn restores_at_random_addresses() {
+    let d = TmpDir::new("blob");
+    let mut p = Plan::new();
+    p.task(1).task(2);
+    p.reg(1, &d.file("log", b"0123456789"), "wronly,append").at(1, 1).at(2, 1).at_ce(2, 7);
+    p.reg_pos(2, &d.file("data", b"abcdefgh"), "rdonly", 3).at(1, 3).at(2, 4);
+    p.pipe(3).r(1, 0).w(2, 5);
+    let text = p.text();
+    let mut rng = Rng(0x5eed_b10b);
+    for round in 0..8 {
+        let reports = shared_reports(2);
+        let session = format!("blob{}r{round}", std::process::id());
+        let mut pids = BTreeMap::new();
+        let mut bases = Vec::new();
+        for (i, task) in [1u32, 2].into_iter().enumerate() {
+            // Page-aligned, anywhere in the lower user half that is free.
+            let hint = (0x1000_0000_0000 + rng.below(0x3000_0000_0000) as usize) & !0xfff;
+            // SAFETY: i < 2 reports.
+            let pid = spawn_blob_task(&text, task, &session, hint, unsafe { reports.add(i) });
+            pids.insert(task as u16, pid);
+            bases.push(hint);
+        }
+        for (i, (&task, &pid)) in pids.iter().enumerate() {
+            assert!(wait_stopped(pid), "round {round}: the host of task {task} must survive the call");
+            // SAFETY: the child wrote its report before stopping.
+            let r = unsafe { &*reports.add(i) };
+            assert_eq!(r.ret, 0, "round {round} task {task}: {}", error_text(r));
+            assert_eq!(r.base as usize, bases[i], "mapped where asked");
+        }
+        assert_tables(&p.expect(), &pids, &CheckOpts { stopped: true, ..Default::default() });
+        for &pid in pids.values() {
+            kill(pid, libc::SIGKILL);
+            // SAFETY: reaping our own child.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        }
+    }
+}
+
+/// Bad input comes back as an error code and record; the host keeps running with its table.
+#[test]
+fn bad_plan_returns_error_and_host_survives() {
+    let reports = shared_reports(1);
+    let pid = spawn_blob_task("fdslot 1\ntask 1\nbogus 3\n", 1, "blobbad", 0x2000_0000_0000, reports);
+    assert!(wait_stopped(pid), "the host must survive");
+    // SAFETY: the child wrote its report before stopping.
+    let r = unsafe { &*reports };
+    assert_eq!(r.ret, -2, "plan error: {}", error_text(r));
+    assert!(error_text(r).contains("line 3"), "names the line: {}", error_text(r));
+    // Nothing was touched: the host still has its stdio.
+    let fds = list_fds(pid).unwrap();
+    assert!(fds.contains(&0) && fds.contains(&1) && fds.contains(&2), "{fds:?}");
+    kill(pid, libc::SIGKILL);
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+}
