@@ -42,6 +42,7 @@ struct Header {
     entry: usize,
     image: usize,
     memory: usize,
+    stack_need: usize,
 }
 
 fn header(b: &[u8]) -> Header {
@@ -49,7 +50,7 @@ fn header(b: &[u8]) -> Header {
     let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap()) as usize;
     let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap()) as usize;
     assert_eq!(u32_at(8), 1, "version");
-    let h = Header { entry: u32_at(12), image: u64_at(16), memory: u64_at(24) };
+    let h = Header { entry: u32_at(12), image: u64_at(16), memory: u64_at(24), stack_need: u64_at(32) };
     assert_eq!(h.image, b.len(), "the header's image size is the file's");
     assert!(h.memory >= h.image && h.entry < h.image);
     h
@@ -60,7 +61,38 @@ fn header(b: &[u8]) -> Header {
 struct Report {
     ret: i64,
     base: u64,
+    /// Bytes of the painted stack the call touched.
+    stack_used: u64,
     error: [u8; 512],
+}
+
+/// Bytes of painted stack each child runs the blob on; the pattern shows how deep it went.
+const PAINTED: usize = 1 << 20;
+const PAINT: u8 = 0xa5;
+
+/// Calls the entry on a stack of its own at `top` (16-aligned), so its depth can be measured.
+///
+/// # Safety
+/// `entry` must be the blob's entry, `top` the end of a writable region large enough.
+unsafe fn call_on_stack(entry: usize, args: *mut BlobArgs, top: usize) -> i64 {
+    let ret: i64;
+    // SAFETY: r12 is callee-saved, so it carries our stack pointer across the call; the new
+    // stack is 16-aligned at the call as the ABI requires.
+    unsafe {
+        std::arch::asm!(
+            "mov r12, rsp",
+            "mov rsp, {top}",
+            "call {entry}",
+            "mov rsp, r12",
+            top = in(reg) top,
+            entry = in(reg) entry,
+            in("rdi") args,
+            lateout("rax") ret,
+            out("r12") _,
+            clobber_abi("C"),
+        );
+    }
+    ret
 }
 
 /// Forks a child that maps the blob at `hint`, runs it for `task`, reports, and stops itself.
@@ -101,9 +133,16 @@ fn spawn_blob_task(plan: &str, task: u32, session: &str, hint: usize, report: *m
             libc::_exit(1);
         }
         std::ptr::copy_nonoverlapping(image.as_ptr(), at as *mut u8, image.len());
-        let entry: extern "C" fn(*mut BlobArgs) -> i64 = std::mem::transmute((at as usize + h.entry) as *const ());
+        let stack = libc::mmap(std::ptr::null_mut(), PAINTED, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
+        if stack == libc::MAP_FAILED {
+            (*report).ret = -1001;
+            libc::_exit(1);
+        }
+        std::ptr::write_bytes(stack as *mut u8, PAINT, PAINTED);
         (*report).base = at as u64;
-        (*report).ret = entry(&mut args);
+        (*report).ret = call_on_stack(at as usize + h.entry, &mut args, stack as usize + PAINTED);
+        let painted = std::slice::from_raw_parts(stack as *const u8, PAINTED);
+        (*report).stack_used = (PAINTED - painted.iter().position(|&b| b != PAINT).unwrap_or(PAINTED)) as u64;
         libc::raise(libc::SIGSTOP);
         libc::_exit(0);
     }
@@ -123,6 +162,18 @@ fn wait_stopped(pid: i32) -> bool {
     // SAFETY: waiting for our own child.
     let r = unsafe { libc::waitpid(pid, &mut status, libc::WUNTRACED) };
     r == pid && libc::WIFSTOPPED(status)
+}
+
+/// The header's stack need covers what the calls used, with at least a quarter to spare.
+fn check_stack(reports: *mut Report, n: usize) {
+    let need = header(blob()).stack_need;
+    for i in 0..n {
+        // SAFETY: i < n reports, written by children that have stopped.
+        let used = unsafe { (*reports.add(i)).stack_used } as usize;
+        eprintln!("blob stack used: {used} bytes (stack_need {need})");
+        assert!(used > 0, "the painted stack must show the call");
+        assert!(used + used / 4 <= need, "stack used {used} B plus margin exceeds the header's stack_need {need} B");
+    }
 }
 
 fn error_text(r: &Report) -> String {
@@ -163,6 +214,7 @@ fn restores_at_random_addresses() {
             assert_eq!(r.base as usize, bases[i], "mapped where asked");
         }
         assert_tables(&p.expect(), &pids, &CheckOpts { stopped: true, ..Default::default() });
+        check_stack(reports, 2);
         for &pid in pids.values() {
             kill(pid, libc::SIGKILL);
             // SAFETY: reaping our own child.
@@ -188,3 +240,41 @@ fn bad_plan_returns_error_and_host_survives() {
     // SAFETY: reaping our own child.
     unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
 }
+
+/// The deepest paths (a full batch of 253 received, a parallel move, opens of every kind the
+/// opener has) on the painted stack: the header's stack need must cover them.
+#[test]
+fn stack_need_covers_a_full_batch() {
+    let d = TmpDir::new("blobstack");
+    let f = d.file("f", b"x");
+    let mut p = Plan::new();
+    p.task(1).task(2);
+    for i in 0..300u32 {
+        // The receiver's slots in reverse order: received fds land where others must go.
+        p.reg(i + 1, &f, "rdonly").at(1, 3 + i).at(2, 302 - i);
+    }
+    p.pipe(400).r(1, 400).w(2, 401);
+    let text = p.text();
+    let reports = shared_reports(2);
+    let session = format!("blobstk{}", std::process::id());
+    let mut pids = BTreeMap::new();
+    for (i, task) in [1u32, 2].into_iter().enumerate() {
+        // SAFETY: i < 2 reports.
+        let pid = spawn_blob_task(&text, task, &session, 0x3000_0000_0000 + i * 0x1000_0000, unsafe { reports.add(i) });
+        pids.insert(task as u16, pid);
+    }
+    for (i, &pid) in pids.values().enumerate() {
+        assert!(wait_stopped(pid));
+        // SAFETY: written before the child stopped.
+        let r = unsafe { &*reports.add(i) };
+        assert_eq!(r.ret, 0, "{}", error_text(r));
+    }
+    assert_tables(&p.expect(), &pids, &CheckOpts { stopped: true, ..Default::default() });
+    check_stack(reports, 2);
+    for &pid in pids.values() {
+        kill(pid, libc::SIGKILL);
+        // SAFETY: reaping our own child.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    }
+}
+
