@@ -34,9 +34,6 @@ pub struct BlobArgs {
     pub error_len: u64,
 }
 
-/// Return codes: 0, or minus the exit code `fdslot restore` would have given.
-pub const BLOB_OK: i64 = 0;
-
 fn report(args: &BlobArgs, line: &[u8]) {
     if args.error.is_null() || args.error_len == 0 {
         return;
@@ -49,7 +46,8 @@ fn report(args: &BlobArgs, line: &[u8]) {
     }
 }
 
-/// Restores `args.task` in the calling process.
+/// Restores `args.task` in the calling process. Returns 0, or minus the exit code that
+/// `fdslot restore` would have given (-1 restore, -2 arguments or plan, -3 peer).
 ///
 /// # Safety
 /// `args` must point to a valid `BlobArgs` whose plan and error pointers are valid for their

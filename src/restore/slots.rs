@@ -18,7 +18,6 @@ pub struct Slots<'p> {
     limit: u32,
     next_high: u32,
     next_low: u32,
-    low_floor: u32,
     /// Numbers that hold fds still to be adopted; never handed out.
     avoid: [i32; 2],
     /// Inherited fds' numbers (sorted): never handed out either.
@@ -32,7 +31,7 @@ impl<'p> Slots<'p> {
         let top_keep = keep.last().map_or(0, |k| k + 1);
         let start = top_planned.max(top_keep).max(3);
         let start = start.max(inherited.last().map_or(0, |f| f + 1));
-        Slots { planned, keep, limit, next_high: start, next_low: start.min(limit), low_floor: 0, avoid, inherited }
+        Slots { planned, keep, limit, next_high: start, next_low: start.min(limit), avoid, inherited }
     }
 
     pub fn is_planned(&self, n: u32) -> bool {
@@ -52,7 +51,7 @@ impl<'p> Slots<'p> {
                 return Some(n as Fd);
             }
         }
-        while self.next_low > self.low_floor {
+        while self.next_low > 0 {
             self.next_low -= 1;
             let n = self.next_low;
             if !self.is_planned(n) && self.usable(n) {
