@@ -878,24 +878,8 @@ fn restore_group(plan_path: &Path, p: &Plan, s: &str, args: &[&str]) -> Vec<Spaw
             (t, Spawned::spawn(c))
         })
         .collect();
-    let mut pids = BTreeMap::new();
-    for (t, pr) in procs.iter_mut() {
-        if !wait_sleeping(pr.pid(), Duration::from_secs(15)) {
-            panic!(
-                "session {s} task {t}: did not exec: {}",
-                pr.wait(Duration::from_secs(1))
-            );
-        }
-        pids.insert(*t, pr.pid());
-    }
-    assert_tables(
-        &p.expect(),
-        &pids,
-        &CheckOpts {
-            after_exec: true,
-            ..Default::default()
-        },
-    );
+    let pids = exec_pids(&mut procs);
+    assert_tables(&p.expect(), &pids, &CheckOpts { after_exec: true, ..Default::default() });
     procs.into_iter().map(|(_, s)| s).collect()
 }
 
@@ -955,24 +939,8 @@ fn restore_with_closed_stdio() {
         }
         procs.push((t, Spawned::spawn(c)));
     }
-    let mut pids = BTreeMap::new();
-    for (t, pr) in procs.iter_mut() {
-        if !wait_sleeping(pr.pid(), Duration::from_secs(15)) {
-            panic!(
-                "task {t}: did not exec: {}",
-                pr.wait(Duration::from_secs(1))
-            );
-        }
-        pids.insert(*t, pr.pid());
-    }
-    assert_tables(
-        &p.expect(),
-        &pids,
-        &CheckOpts {
-            after_exec: true,
-            ..Default::default()
-        },
-    );
+    let pids = exec_pids(&mut procs);
+    assert_tables(&p.expect(), &pids, &CheckOpts { after_exec: true, ..Default::default() });
 }
 
 /// An active rival of another uid in the no-sync (peers) barrier: running as `nobody`, it takes

@@ -2914,3 +2914,18 @@ pub fn check_accepts(name: &str, text: &str) {
         "[{name}] one summary line: {o}"
     );
 }
+
+/// Waits until every spawned task has exec'd its program (sleeping), and maps task -> pid;
+/// panics with the task's output if one did not.
+#[allow(dead_code)]
+pub fn exec_pids(procs: &mut [(u16, Spawned)]) -> BTreeMap<u16, i32> {
+    let mut pids = BTreeMap::new();
+    for (t, pr) in procs.iter_mut() {
+        if !wait_sleeping(pr.pid(), Duration::from_secs(15)) {
+            panic!("task {t}: did not exec: {}", pr.wait(Duration::from_secs(1)));
+        }
+        pids.insert(*t, pr.pid());
+    }
+    pids
+}
+
