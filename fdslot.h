@@ -36,6 +36,9 @@ struct fdslot_args {
 	char session[32];       /* 1 to 32 of A-Za-z0-9_-, NUL-padded; the same in every task */
 	char *error;            /* receives one NUL-terminated error line */
 	uint64_t error_len;
+	const uint32_t *keep;   /* host fds to keep open and untouched (at most 64), or NULL */
+	uint32_t keep_len;
+	uint32_t reserved;      /* 0 */
 };
 
 typedef int64_t (*fdslot_entry_fn)(struct fdslot_args *args);

@@ -32,6 +32,10 @@ pub struct BlobArgs {
     /// Where the error line goes (NUL-terminated, cut to fit), and its size.
     pub error: *mut u8,
     pub error_len: u64,
+    /// Fds of the host to keep open and untouched (at most 64; not planned slots), or NULL.
+    pub keep: *const u32,
+    pub keep_len: u32,
+    pub _reserved: u32,
 }
 
 fn report(args: &BlobArgs, line: &[u8]) {
@@ -98,7 +102,19 @@ fn restore(args: &BlobArgs) -> u8 {
     let deadline = proc::monotonic_ns() + timeout * 1_000_000;
     let mode = if args.sync_fd >= 0 { Mode::SyncFd } else { Mode::Peers };
     let mut barrier = Barrier { mode, err_fd: -1, chan_fd: args.sync_fd, ctl_fd: -1 };
-    let sess = Session { names, keep: &[], deadline };
+    let mut keep = heapless::Vec::<u32, { crate::restore::MAX_KEEP }>::new();
+    if !args.keep.is_null() {
+        // SAFETY: the caller vouches for keep and keep_len.
+        let given = unsafe { core::slice::from_raw_parts(args.keep, args.keep_len as usize) };
+        for &k in given {
+            if !keep.contains(&k) && keep.push(k).is_err() {
+                report(args, b"fdslot: blob: more than 64 fds to keep");
+                return EXIT_USAGE;
+            }
+        }
+        crate::sort::sort_by_key(&mut keep, |&k| k);
+    }
+    let sess = Session { names, keep: &keep, deadline };
     let result = restore_task(&plan, &mut roles, t, &sess, &mut barrier);
     if let Err(f) = result {
         f.format(&plan, &mut line);

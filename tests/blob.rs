@@ -21,6 +21,9 @@ struct BlobArgs {
     session: [u8; 32],
     error: *mut u8,
     error_len: u64,
+    keep: *const u32,
+    keep_len: u32,
+    reserved: u32,
 }
 
 /// The flat image: made from the linked blob with objcopy, as `make blob` does.
@@ -97,6 +100,10 @@ unsafe fn call_on_stack(entry: usize, args: *mut BlobArgs, top: usize) -> i64 {
 
 /// Forks a child that maps the blob at `hint`, runs it for `task`, reports, and stops itself.
 fn spawn_blob_task(plan: &str, task: u32, session: &str, hint: usize, report: *mut Report) -> i32 {
+    spawn_blob_task_keeping(plan, task, session, hint, report, &[])
+}
+
+fn spawn_blob_task_keeping(plan: &str, task: u32, session: &str, hint: usize, report: *mut Report, keep: &[u32]) -> i32 {
     let image = blob();
     let h = header(image);
     let mut args = BlobArgs {
@@ -110,6 +117,9 @@ fn spawn_blob_task(plan: &str, task: u32, session: &str, hint: usize, report: *m
         // SAFETY: report points to a shared page that outlives the children.
         error: unsafe { (*report).error.as_mut_ptr() },
         error_len: 512,
+        keep: keep.as_ptr(),
+        keep_len: keep.len() as u32,
+        reserved: 0,
     };
     args.session[..session.len()].copy_from_slice(session.as_bytes());
     // SAFETY: fork in a test process: the child only makes raw syscalls and copies memory.
@@ -276,5 +286,30 @@ fn stack_need_covers_a_full_batch() {
         // SAFETY: reaping our own child.
         unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
     }
+}
+
+/// `keep`: the host's own fds listed there stay open and untouched (the same description),
+/// everything else is the plan.
+#[test]
+fn keeps_the_hosts_fds() {
+    let d = TmpDir::new("blobkeep");
+    let mut p = Plan::new();
+    p.task(1);
+    p.reg(1, &d.file("f", b"x"), "rdonly").at(1, 5);
+    let text = p.text();
+    let reports = shared_reports(1);
+    // The test's fd 2 (stderr) is inherited by the host: keep it at 2.
+    let pid = spawn_blob_task_keeping(&text, 1, "blobkeep", 0x2800_0000_0000, reports, &[2]);
+    assert!(wait_stopped(pid));
+    // SAFETY: written before the child stopped.
+    let r = unsafe { &*reports };
+    assert_eq!(r.ret, 0, "{}", error_text(r));
+    let fds = list_fds(pid).unwrap();
+    assert_eq!(fds.iter().copied().collect::<Vec<_>>(), vec![2, 5], "the plan plus the kept fd");
+    let me = std::process::id() as i32;
+    assert_eq!(kcmp_file(me, 2, pid, 2), Ok(0), "fd 2 is still the host's own description");
+    kill(pid, libc::SIGKILL);
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
 }
 
