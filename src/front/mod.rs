@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod exec;
+pub mod inject;
 pub mod run;
 pub mod single;
 
@@ -23,6 +24,8 @@ usage: fdslot COMMAND ...
                              fork one process per task, rebuild every table, then exec
   restore PLAN TASK --session S [--sync-fd N] [--timeout SECS] [--batch N] [--keep FD,...]
           [-- PROG ARGS...]  rebuild one task's table in this process, then exec PROG
+  inject PLAN TASK=PID... [--blob PATH] [--keep FD,...] [--timeout SECS] [--batch N]
+                             rebuild live processes' tables by running fdslot.blob in them
   names PLAN --session S [--batch N]
                              print the socket names a session binds
 options:
@@ -244,6 +247,8 @@ pub unsafe fn main(argc: usize, argv: *const *const u8, envp: *const *const u8) 
         b"run" => unsafe { run::cmd_run(&mut a, envp) },
         // SAFETY: as above.
         b"restore" => unsafe { single::cmd_restore(&mut a, envp) },
+        // SAFETY: as above.
+        b"inject" => unsafe { inject::cmd_inject(&mut a, envp) },
         other => {
             let mut l = Line::<200>::new();
             l.str("unknown command '").push(other).str("'");

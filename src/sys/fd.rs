@@ -130,3 +130,9 @@ pub fn sendfile(out: Fd, input: Fd, count: u64) -> SysResult<usize> {
     // SAFETY: integer arguments; a NULL offset uses input's file offset.
     check(unsafe { syscall4(g::__NR_sendfile, out as usize, input as usize, 0, count.min(1 << 30) as usize) })
 }
+
+/// `getdents64(fd, buf)`: fills `buf` with linux_dirent64 records; 0 at the end.
+pub fn getdents64(fd: Fd, buf: &mut [u8]) -> SysResult<usize> {
+    // SAFETY: the kernel writes at most buf.len() bytes.
+    check(unsafe { syscall3(g::__NR_getdents64, fd as usize, buf.as_mut_ptr() as usize, buf.len()) })
+}

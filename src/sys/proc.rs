@@ -177,3 +177,33 @@ pub fn sleep_ns(ns: u64) {
     // SAFETY: ts outlives the call; rem is NULL.
     unsafe { syscall2(g::__NR_nanosleep, &ts as *const _ as usize, 0) };
 }
+
+/// `ptrace(request, pid, addr, data)`. The raw PEEK requests store the word at `data`.
+pub fn ptrace(request: u32, pid: i32, addr: usize, data: usize) -> SysResult<usize> {
+    // SAFETY: callers pass pointers (for GETREGS/SETREGS) to live buffers of the right size.
+    check(unsafe { syscall4(g::__NR_ptrace, request as usize, pid as usize, addr, data) })
+}
+
+/// `wait4(pid, &status, options, NULL)`: returns (pid, status); pid 0 with WNOHANG and nothing.
+pub fn wait4(pid: i32, options: u32) -> SysResult<(i32, i32)> {
+    let mut status = 0i32;
+    // SAFETY: the kernel writes one int.
+    let r = check(unsafe { syscall4(g::__NR_wait4, pid as usize, &mut status as *mut i32 as usize, options as usize, 0) })?;
+    Ok((r as i32, status))
+}
+
+/// `process_vm_writev(pid, local, remote)`: one buffer each way.
+pub fn vm_write(pid: i32, remote: usize, data: &[u8]) -> SysResult<usize> {
+    let local = g::iovec { iov_base: data.as_ptr() as *mut _, iov_len: data.len() as _ };
+    let far = g::iovec { iov_base: remote as *mut _, iov_len: data.len() as _ };
+    // SAFETY: local describes our buffer; the kernel checks the remote range.
+    check(unsafe { syscall6(g::__NR_process_vm_writev, pid as usize, &local as *const _ as usize, 1, &far as *const _ as usize, 1, 0) })
+}
+
+/// `process_vm_readv(pid, local, remote)`.
+pub fn vm_read(pid: i32, remote: usize, buf: &mut [u8]) -> SysResult<usize> {
+    let local = g::iovec { iov_base: buf.as_mut_ptr() as *mut _, iov_len: buf.len() as _ };
+    let far = g::iovec { iov_base: remote as *mut _, iov_len: buf.len() as _ };
+    // SAFETY: local describes our buffer; the kernel checks the remote range.
+    check(unsafe { syscall6(g::__NR_process_vm_readv, pid as usize, &local as *const _ as usize, 1, &far as *const _ as usize, 1, 0) })
+}
