@@ -64,6 +64,8 @@ struct Target {
     len: usize,
     /// The blob's entry offset.
     entry: usize,
+    /// Signals are blocked, the old mask saved in the mapping: put it back before unmapping.
+    masked: bool,
     result: i64,
 }
 
@@ -305,7 +307,7 @@ pub unsafe fn cmd_inject(a: &mut Args, envp: *const *const u8) -> i32 {
                 break;
             }
         };
-        let _ = targets.push(Target { task, pid, pidfd, threads: heapless::Vec::new(), saved: [0; 27], code_addr: 0, code_word: 0, base: 0, len: lay.len, entry, result: 0 });
+        let _ = targets.push(Target { task, pid, pidfd, threads: heapless::Vec::new(), saved: [0; 27], code_addr: 0, code_word: 0, base: 0, len: lay.len, entry, masked: false, result: 0 });
         let t = targets.last_mut().unwrap();
         if let Err((what, e)) = seize(t, deadline) {
             code = fail(what, pid, Some(e));
@@ -320,8 +322,10 @@ pub unsafe fn cmd_inject(a: &mut Args, envp: *const *const u8) -> i32 {
         code = run_blobs(&mut targets, &lay, deadline);
     }
     for t in targets.iter() {
-        if t.base != 0 {
+        if t.masked {
             let _ = remote_syscall(t, g::__NR_rt_sigprocmask, [g::SIG_SETMASK as u64, (t.base + lay.masks + 8) as u64, 0, 8, 0, 0], deadline + 1_000_000_000);
+        }
+        if t.base != 0 {
             let _ = remote_syscall(t, g::__NR_munmap, [t.base as u64, t.len as u64, 0, 0, 0, 0], deadline + 1_000_000_000);
         }
         release(t);
@@ -393,6 +397,7 @@ fn prepare(
     if r != 0 {
         return Err(Errno((-r) as u16));
     }
+    t.masked = true;
     t.entry = entry;
     Ok(())
 }
