@@ -125,3 +125,28 @@ fn failures_leave_the_target_unchanged() {
     assert_eq!(before, after, "the target's table is untouched");
     assert_eq!(proc_state(t.pid()).map(|s| s != 'Z'), Some(true), "and it still runs");
 }
+
+/// A process asleep in read(2) when it is injected: its read restarts afterwards and gets the
+/// line written later, and it then writes through the fd the plan gave it.
+#[test]
+fn a_process_sleeping_in_read_restarts_it() {
+    use std::io::Write;
+    let d = TmpDir::new("inj4");
+    let out = d.file("out", b"");
+    let mut c = Command::new("/bin/sh")
+        .args(["-c", "read line; echo \"got $line\" >&3"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = c.id() as i32;
+    assert!(wait_for(|| std::fs::read_to_string(format!("/proc/{pid}/wchan")).is_ok_and(|w| w.contains("pipe"))), "the shell sleeps in read");
+    let plan = d.plan(&format!("fdslot 1\ntask 1\nreg 1 {} flags=wronly\n  at 1:3\n", pct(out.to_str().unwrap().as_bytes())));
+    let o = inject(&plan, &[(1, pid)], &["--keep", "0"]);
+    assert_eq!(o.code(), Some(0), "{o}");
+    c.stdin.as_mut().unwrap().write_all(b"hello\n").unwrap();
+    let status = c.wait().unwrap();
+    assert!(status.success(), "the shell's read restarted and it finished: {status:?}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "got hello\n");
+}
