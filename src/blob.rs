@@ -5,11 +5,9 @@
 //! It leaves no fd but the planned ones (and `keep`), and unmaps every arena it mapped.
 
 use crate::plan::parse;
-use crate::report::{EXIT_PEER, EXIT_RESTORE, EXIT_USAGE};
-use crate::restore::barrier::{Barrier, Mode};
-use crate::restore::roles::{Roles, MAX_BATCH};
-use crate::restore::transport::{plan_hash, Names};
-use crate::restore::{restore_task, Session};
+use crate::report::EXIT_USAGE;
+use crate::restore::restore_alone;
+use crate::restore::roles::MAX_BATCH;
 use crate::sys::proc;
 use crate::text::Line;
 
@@ -93,15 +91,8 @@ fn restore(args: &BlobArgs) -> u8 {
         return EXIT_USAGE;
     };
     let batch = if args.batch == 0 { MAX_BATCH } else { args.batch as u16 };
-    let Ok(mut roles) = Roles::compute(&plan, batch) else {
-        report(args, b"fdslot: blob: cannot map memory for the plan's roles");
-        return EXIT_RESTORE;
-    };
-    let names = Names::new(session, plan_hash(plan.text, batch));
     let timeout = if args.timeout_ms == 0 { 10_000 } else { args.timeout_ms as u64 };
     let deadline = proc::monotonic_ns() + timeout * 1_000_000;
-    let mode = if args.sync_fd >= 0 { Mode::SyncFd } else { Mode::Peers };
-    let mut barrier = Barrier { mode, err_fd: -1, chan_fd: args.sync_fd, ctl_fd: -1 };
     let mut keep = heapless::Vec::<u32, { crate::restore::MAX_KEEP }>::new();
     if !args.keep.is_null() {
         // SAFETY: the caller vouches for keep and keep_len.
@@ -114,16 +105,11 @@ fn restore(args: &BlobArgs) -> u8 {
         }
         crate::sort::sort_by_key(&mut keep, |&k| k);
     }
-    let sess = Session { names, keep: &keep, deadline };
-    let result = restore_task(&plan, &mut roles, t, &sess, &mut barrier);
-    if let Err(f) = result {
-        f.format(&plan, &mut line);
-        let text = line.as_bytes();
-        barrier.fail(&plan, &names, t, f.code, text);
-        report(args, text);
-        barrier.close();
-        return if f.code == 0 { EXIT_PEER } else { f.code };
+    match restore_alone(&plan, t, session, batch, args.sync_fd, -1, &keep, deadline, |text| report(args, text)) {
+        Ok(mut barrier) => {
+            barrier.close();
+            0
+        }
+        Err(code) => code,
     }
-    barrier.close();
-    0
 }

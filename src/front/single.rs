@@ -1,12 +1,10 @@
 //! `fdslot restore`: one task in the calling process, for a parent tool that starts one per task.
 
 use super::args::{self, Args};
-use super::{compute_roles, eprint, exec, load_plan, usage_error};
-use crate::report::{EXIT_USAGE};
-use crate::restore::barrier::{Barrier, Mode};
+use super::{eprint, exec, load_plan, usage_error};
+use crate::report::EXIT_USAGE;
 use crate::restore::roles::MAX_BATCH;
-use crate::restore::transport::{plan_hash, Names};
-use crate::restore::{restore_task, Session, MAX_KEEP};
+use crate::restore::{restore_alone, MAX_KEEP};
 use crate::sys::{fd, proc};
 use crate::text::{parse_radix, Line};
 use linux_raw_sys::general as g;
@@ -72,26 +70,11 @@ pub unsafe fn cmd_restore(a: &mut Args, envp: *const *const u8) -> i32 {
         eprint(l.as_bytes());
         return EXIT_USAGE as i32;
     }
-    let mut roles = match compute_roles(&plan, batch) {
-        Ok(r) => r,
-        Err(c) => return c,
-    };
-    let names = Names::new(session, plan_hash(plan.text, batch));
     let err_fd = if fd::fcntl(2, g::F_GETFD, 0).is_ok() { 2 } else { -1 };
-    let mode = if sync_fd >= 0 { Mode::SyncFd } else { Mode::Peers };
-    let mut barrier = Barrier { mode, err_fd, chan_fd: sync_fd, ctl_fd: -1 };
-    let sess = Session { names, keep: &keep, deadline };
-    if let Err(f) = restore_task(&plan, &mut roles, t, &sess, &mut barrier) {
-        let mut line = Line::<400>::new();
-        f.format(&plan, &mut line);
-        line.str("\n");
-        if barrier.err_fd >= 0 {
-            let _ = fd::write_all(barrier.err_fd, line.as_bytes());
-        }
-        let text = line.as_bytes();
-        barrier.fail(&plan, &names, t, f.code, &text[..text.len() - 1]);
-        return f.code as i32;
-    }
+    let mut barrier = match restore_alone(&plan, t, session, batch, sync_fd, err_fd, &keep, deadline, |_| {}) {
+        Ok(b) => b,
+        Err(code) => return code as i32,
+    };
     let err_fd = barrier.err_fd;
     barrier.err_fd = -1;
     barrier.close();

@@ -107,6 +107,49 @@ fn adopt_inherited(
     Ok(())
 }
 
+/// Restores task `t` alone in this process, as `fdslot restore` and the blob do: roles for
+/// `batch`, the session's names, the sync fd's barrier (or, with -1, the tasks' own). On
+/// failure the error line goes to the barrier's peers, to `err_fd` (the restorer keeps its own
+/// copy of it) and to `report`; the barrier's fds are closed and the exit code comes back. On
+/// success the barrier is returned with its fds still open, for the caller to close.
+#[allow(clippy::too_many_arguments)]
+pub fn restore_alone(
+    plan: &Plan<'_>,
+    t: usize,
+    session: &[u8],
+    batch: u16,
+    sync_fd: Fd,
+    err_fd: Fd,
+    keep: &[u32],
+    deadline: u64,
+    report: impl FnOnce(&[u8]),
+) -> Result<Barrier<'static>, u8> {
+    let Ok(mut roles) = Roles::compute(plan, batch) else {
+        report(b"fdslot: cannot map memory for the plan's roles");
+        return Err(EXIT_RESTORE);
+    };
+    let names = Names::new(session, transport::plan_hash(plan.text, batch));
+    let mode = if sync_fd >= 0 { barrier::Mode::SyncFd } else { barrier::Mode::Peers };
+    let mut barrier = Barrier { mode, err_fd, chan_fd: sync_fd, ctl_fd: -1 };
+    let sess = Session { names, keep, deadline };
+    match restore_task(plan, &mut roles, t, &sess, &mut barrier) {
+        Ok(()) => Ok(barrier),
+        Err(f) => {
+            let mut line = crate::text::Line::<400>::new();
+            f.format(plan, &mut line);
+            let text = line.as_bytes();
+            if barrier.err_fd >= 0 {
+                let _ = fd::write_all(barrier.err_fd, text);
+                let _ = fd::write_all(barrier.err_fd, b"\n");
+            }
+            barrier.fail(plan, &names, t, f.code, text);
+            report(text);
+            barrier.close();
+            Err(f.code)
+        }
+    }
+}
+
 /// Refuses, before any change, a plan that cannot fit under RLIMIT_NOFILE; returns the limit.
 fn check_limits(plan: &Plan<'_>, roles: &Roles<'_>, t: usize, session: &Session<'_>, barrier: &Barrier<'_>) -> Result<u32, Failure> {
     let planned = plan.task_targets(t);
