@@ -5,6 +5,7 @@
 
 pub mod barrier;
 pub mod open;
+pub mod preserve;
 pub mod roles;
 pub mod slots;
 pub mod transport;
@@ -27,6 +28,11 @@ pub struct Session<'a> {
     pub keep: &'a [u32],
     /// CLOCK_MONOTONIC nanoseconds.
     pub deadline: u64,
+    /// Rebuild a live process's table in place: park what the plan displaces, put it back on
+    /// failure, and drop it only once the group commits (see `preserve`).
+    pub preserve: bool,
+    /// With `preserve`: leave every fd the plan does not name open and untouched.
+    pub keep_others: bool,
 }
 
 /// The most `--keep` fds.
@@ -64,18 +70,55 @@ pub fn restore_task(
         }
     }
     crate::sort::sort_by_key(&mut inherited, |&f| f);
-    let mut slots = Slots::new(planned, session.keep, limit, barrier.fds(), &inherited);
-    let mut adopted: heapless::Vec<u32, { crate::plan::MAX_INHERIT_PER_TASK }> = heapless::Vec::new();
-    adopt_inherited(plan, roles, t, &mut slots, &mut adopted)?;
-    barrier.adopt(&mut slots, t)?;
-    close_unplanned(session.keep, &barrier.fds(), &adopted, limit).map_err(|e| Failure::sys(t, "close_range", e))?;
-
+    let mut preserved = None;
+    let mut scan_arena;
+    if session.preserve {
+        scan_arena = crate::arena::Arena::map(preserve::Preserved::arena_bytes(limit, planned.len())).map_err(|e| Failure::sys(t, "mmap", e))?;
+        let p = preserve::Preserved::scan(&mut scan_arena, limit, &barrier.fds(), planned).map_err(|e| match e {
+            Errno::MFILE => Failure::new(EXIT_RESTORE, t, "more fds are open than RLIMIT_NOFILE").num(", which is ", limit as u64),
+            e => Failure::sys(t, "listing the open fds", e),
+        })?;
+        check_room(plan, t, p.existing, service_need(plan, roles, t, barrier), limit)?;
+        preserved = Some(p);
+    }
+    let existing = preserved.as_ref().map_or(&[][..], |p| p.existing);
+    let mut slots = Slots::new(planned, session.keep, limit, barrier.fds(), &inherited, existing);
     let mut task = Task { plan, roles, t, id: plan.tasks[t].id, session, home: -1, npending: 0, uid: proc::getuid() };
-    let result = task.run(&mut slots, barrier);
+    let result = task.prepare_and_run(&mut slots, barrier, preserved.as_mut());
     if task.home >= 0 {
         let _ = fd::close(task.home);
     }
-    result
+    let Some(p) = preserved.as_mut() else { return result };
+    let result = result.and_then(|()| barrier.await_commit(t, session.deadline));
+    match result {
+        Ok(()) => {
+            p.commit(session.keep, session.keep_others, planned);
+            if let Some(n) = core::num::NonZeroU32::new(plan.tasks[t].nofile) {
+                set_nofile(n.get()).map_err(|e| Failure::sys(t, "setrlimit RLIMIT_NOFILE (nofile=, after commit)", e))?;
+            }
+            Ok(())
+        }
+        Err(f) => {
+            let own = [barrier.err_fd, barrier.chan_fd, barrier.ctl_fd];
+            p.rollback(&own, planned);
+            Err(f)
+        }
+    }
+}
+
+/// Preserve mode: refuses, before any change, a table whose originals, planned slots, kept
+/// and service fds cannot all be open at once under the limit.
+fn check_room(plan: &Plan<'_>, t: usize, existing: &[u32], extra: usize, limit: u32) -> Result<(), Failure> {
+    let planned = plan.task_targets(t);
+    let unplanned = existing.iter().filter(|&&e| planned.binary_search_by_key(&e, |x| x.fd).is_err()).count();
+    let displaced = existing.len() - unplanned;
+    let need = planned.len() + unplanned + displaced + extra;
+    if need > limit as usize {
+        return Err(Failure::new(EXIT_RESTORE, t, "the process's own fds, the planned ones and the restorer's do not fit under RLIMIT_NOFILE")
+            .num(": need ", need as u64)
+            .num(", limit ", limit as u64));
+    }
+    Ok(())
 }
 
 /// Copies each inherited description this task opens into the service range (the number it
@@ -107,31 +150,37 @@ fn adopt_inherited(
     Ok(())
 }
 
+/// How one process restores its task alone (`fdslot restore`, the blob).
+pub struct AloneOptions<'a> {
+    /// The session (1 to 32 of A-Za-z0-9_-).
+    pub session: &'a [u8],
+    pub batch: u16,
+    /// The sync fd (the parent tool's barrier), or -1 for the tasks' own barrier.
+    pub sync_fd: Fd,
+    /// Where error lines go (the restorer keeps its own copy of it), or -1.
+    pub err_fd: Fd,
+    /// Sorted, deduplicated.
+    pub keep: &'a [u32],
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub deadline: u64,
+    pub preserve: bool,
+    pub keep_others: bool,
+}
+
 /// Restores task `t` alone in this process, as `fdslot restore` and the blob do: roles for
 /// `batch`, the session's names, the sync fd's barrier (or, with -1, the tasks' own). On
-/// failure the error line goes to the barrier's peers, to `err_fd` (the restorer keeps its own
-/// copy of it) and to `report`; the barrier's fds are closed and the exit code comes back. On
-/// success the barrier is returned with its fds still open, for the caller to close.
-#[allow(clippy::too_many_arguments)]
-pub fn restore_alone(
-    plan: &Plan<'_>,
-    t: usize,
-    session: &[u8],
-    batch: u16,
-    sync_fd: Fd,
-    err_fd: Fd,
-    keep: &[u32],
-    deadline: u64,
-    report: impl FnOnce(&[u8]),
-) -> Result<Barrier<'static>, u8> {
-    let Ok(mut roles) = Roles::compute(plan, batch) else {
+/// failure the error line goes to the barrier's peers, to `err_fd` and to `report`; the
+/// barrier's fds are closed and the exit code comes back. On success the barrier is returned
+/// with its fds still open, for the caller to close.
+pub fn restore_alone(plan: &Plan<'_>, t: usize, o: &AloneOptions<'_>, report: impl FnOnce(&[u8])) -> Result<Barrier<'static>, u8> {
+    let Ok(mut roles) = Roles::compute(plan, o.batch) else {
         report(b"fdslot: cannot map memory for the plan's roles");
         return Err(EXIT_RESTORE);
     };
-    let names = Names::new(session, transport::plan_hash(plan.text, batch));
-    let mode = if sync_fd >= 0 { barrier::Mode::SyncFd } else { barrier::Mode::Peers };
-    let mut barrier = Barrier { mode, err_fd, chan_fd: sync_fd, ctl_fd: -1 };
-    let sess = Session { names, keep, deadline };
+    let names = Names::new(o.session, transport::plan_hash(plan.text, o.batch));
+    let mode = if o.sync_fd >= 0 { barrier::Mode::SyncFd } else { barrier::Mode::Peers };
+    let mut barrier = Barrier { mode, err_fd: o.err_fd, chan_fd: o.sync_fd, ctl_fd: -1 };
+    let sess = Session { names, keep: o.keep, deadline: o.deadline, preserve: o.preserve, keep_others: o.keep_others };
     match restore_task(plan, &mut roles, t, &sess, &mut barrier) {
         Ok(()) => Ok(barrier),
         Err(f) => {
@@ -165,9 +214,7 @@ fn check_limits(plan: &Plan<'_>, roles: &Roles<'_>, t: usize, session: &Session<
             return Err(Failure::new(EXIT_USAGE, t, "--keep names a planned slot").at_fd(k));
         }
     }
-    let inherits = roles.opens(t).iter().filter(|&&o| plan.objects[o as usize].kind == KIND_INHERIT).count();
-    let service = barrier.service_need() + (!roles.sends(t).is_empty()) as usize + roles.held[t] as usize + inherits + 1;
-    let need = planned.len() + session.keep.len() + service;
+    let need = planned.len() + session.keep.len() + service_need(plan, roles, t, barrier);
     if need > limit as usize {
         return Err(Failure::new(EXIT_RESTORE, t, "planned, kept and the restorer's own fds do not fit under RLIMIT_NOFILE")
             .num(": need ", need as u64)
@@ -176,8 +223,15 @@ fn check_limits(plan: &Plan<'_>, roles: &Roles<'_>, t: usize, session: &Session<
     Ok(limit)
 }
 
+/// The service numbers task `t` needs at most: the barrier's, the home socket, held files,
+/// adopted inherited fds, and the spare one.
+fn service_need(plan: &Plan<'_>, roles: &Roles<'_>, t: usize, barrier: &Barrier<'_>) -> usize {
+    let inherits = roles.opens(t).iter().filter(|&&o| plan.objects[o as usize].kind == KIND_INHERIT).count();
+    barrier.service_need() + (!roles.sends(t).is_empty()) as usize + roles.held[t] as usize + inherits + 1
+}
+
 /// Closes every fd but `keep`, the restorer's own, and the inherited descriptions it adopted.
-fn close_unplanned(keep: &[u32], own: &[Fd], adopted: &[u32], limit: u32) -> Result<(), Errno> {
+fn close_unplanned(keep: &[u32], own: &[Fd], adopted: &[u32]) -> Result<(), Errno> {
     let mut spared: heapless::Vec<u32, { MAX_KEEP + 4 + crate::plan::MAX_INHERIT_PER_TASK }> = heapless::Vec::new();
     for &k in keep.iter().chain(adopted) {
         let _ = spared.push(k);
@@ -188,26 +242,24 @@ fn close_unplanned(keep: &[u32], own: &[Fd], adopted: &[u32], limit: u32) -> Res
         }
     }
     crate::sort::sort_by_key(&mut spared, |&s| s);
-    let mut from = 0u32;
-    for &s in spared.iter().chain(core::iter::once(&u32::MAX)) {
-        if s > from {
-            let last = if s == u32::MAX { u32::MAX } else { s - 1 };
-            match fd::close_range(from, last) {
-                Ok(()) => {}
-                Err(e) if e == Errno::NOSYS => {
-                    for f in from..last.min(limit.saturating_sub(1)).saturating_add(1) {
-                        let _ = fd::close(f as Fd);
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        from = s.saturating_add(1);
-    }
-    Ok(())
+    preserve::close_all_but(&spared)
 }
 
 impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
+    /// Adopts inherited fds and the barrier's, clears the table (or parks what is in the way),
+    /// then runs the restore.
+    fn prepare_and_run(&mut self, slots: &mut Slots<'_>, barrier: &mut Barrier<'_>, preserved: Option<&mut preserve::Preserved<'_>>) -> Result<(), Failure> {
+        let t = self.t;
+        let mut adopted: heapless::Vec<u32, { crate::plan::MAX_INHERIT_PER_TASK }> = heapless::Vec::new();
+        adopt_inherited(self.plan, self.roles, t, slots, &mut adopted)?;
+        barrier.adopt(slots, t)?;
+        match preserved {
+            Some(p) => p.park(slots).map_err(|(at, what, e)| Failure::sys(t, what, e).at_fd(at))?,
+            None => close_unplanned(self.session.keep, &barrier.fds(), &adopted).map_err(|e| Failure::sys(t, "close_range", e))?,
+        }
+        self.run(slots, barrier)
+    }
+
     fn run(&mut self, slots: &mut Slots<'_>, barrier: &mut Barrier<'_>) -> Result<(), Failure> {
         let t = self.t;
         let deadline = self.session.deadline;
@@ -219,7 +271,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             sock::bind(self.home, &name).map_err(|e| bind_failure(t, e, "bind (home socket)"))?;
         }
         barrier.prepare(self.plan, &self.session.names, slots, t, deadline)?;
-        self.park_sockets()?;
+        self.park_sockets(barrier.abort_fd())?;
         barrier.bound(self.plan, &self.session.names, t, deadline)?;
         self.open_own(slots)?;
         self.send_all(barrier)?;
@@ -235,7 +287,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
                 }
             }
         }
-        if let Some(n) = core::num::NonZeroU32::new(self.plan.tasks[t].nofile) {
+        if let Some(n) = core::num::NonZeroU32::new(self.plan.tasks[t].nofile).filter(|_| !self.session.preserve) {
             set_nofile(n.get()).map_err(|e| Failure::sys(t, "setrlimit RLIMIT_NOFILE (nofile=)", e))?;
         }
         barrier.done(self.plan, t)
@@ -246,7 +298,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
     }
 
     /// One receiving socket per batch, bound, connected to its opener's home, parked in its slot.
-    fn park_sockets(&mut self) -> Result<(), Failure> {
+    fn park_sockets(&mut self, abort_fd: Fd) -> Result<(), Failure> {
         let t = self.t;
         let (tb, te) = (self.roles.task_batches[t] as usize, self.roles.task_batches[t + 1] as usize);
         for bi in tb..te {
@@ -265,9 +317,10 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             let opener_id = self.plan.tasks[b.opener as usize].id;
             let name = self.session.names.rx(self.id, opener_id, b.index);
             sock::bind(s, &name).map_err(|e| fail(bind_failure(t, e, "bind (receiving socket)")))?;
-            match barrier::connect_when_bound(s, &self.session.names.home(opener_id), self.session.deadline) {
-                Ok(true) => {}
-                Ok(false) => {
+            match barrier::connect_when_bound(s, &self.session.names.home(opener_id), self.session.deadline, abort_fd) {
+                Ok(barrier::Reached::Connected) => {}
+                Ok(barrier::Reached::Aborted) => return Err(fail(Failure::new(EXIT_PEER, t, "aborted by the parent (another process failed)"))),
+                Ok(barrier::Reached::TimedOut) => {
                     return Err(fail(Failure::new(EXIT_PEER, t, "timed out waiting for")
                         .peer(b.opener as usize)
                         .then(" to bind (not started, another plan or options, or another network namespace)")))
@@ -443,6 +496,12 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             self.roles.pollfds[total] = g::pollfd { fd: tx, events: g::POLLOUT as i16, revents: 0 };
             total += 1;
         }
+        // A parent tool may abort the group while this task waits for files.
+        let watch = barrier.abort_fd();
+        if watch >= 0 {
+            self.roles.pollfds[total] = g::pollfd { fd: watch, events: g::POLLIN as i16, revents: 0 };
+            total += 1;
+        }
         let now = proc::monotonic_ns();
         if now >= self.session.deadline {
             return Err(self.timeout());
@@ -452,6 +511,9 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             Ok(_) => {}
             Err(e) if e == Errno::INTR => return Ok(()),
             Err(e) => return Err(Failure::sys(self.t, "ppoll", e)),
+        }
+        if watch >= 0 && self.roles.pollfds[total - 1].revents != 0 {
+            return Err(Failure::new(EXIT_PEER, self.t, "aborted by the parent (another process failed)"));
         }
         // Walk backwards so that swap-removal keeps unvisited entries in place.
         let mut i = np;

@@ -207,3 +207,8 @@ pub fn vm_read(pid: i32, remote: usize, buf: &mut [u8]) -> SysResult<usize> {
     // SAFETY: local describes our buffer; the kernel checks the remote range.
     check(unsafe { syscall6(g::__NR_process_vm_readv, pid as usize, &local as *const _ as usize, 1, &far as *const _ as usize, 1, 0) })
 }
+
+/// The bit of signal `sig` in a 64-bit sigset.
+pub const fn sigbit(sig: u32) -> u64 {
+    1u64 << (sig - 1)
+}
