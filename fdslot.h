@@ -8,6 +8,12 @@
  * (-1 restore failed, -2 bad arguments or plan, -3 a peer failed or timed out, -14 internal
  * error) with one line in args->error. It leaves no fd behind but the planned ones, and unmaps
  * all memory it mapped. Signals should be blocked in the host thread while it runs.
+ *
+ * The sync fd, if given, belongs to the blob from the call on: it is closed before return.
+ * With FDSLOT_FLAG_PRESERVE the host's table is rebuilt transactionally: fds in planned slots
+ * are parked, and put back (same numbers, descriptions and FD_CLOEXEC) if the restore fails;
+ * with a sync fd the blob, after sending "done", waits for "commit" (then it closes what it
+ * parked) or "abort" (then it puts everything back and returns -3).
  */
 #ifndef FDSLOT_H
 #define FDSLOT_H
@@ -38,8 +44,11 @@ struct fdslot_args {
 	uint64_t error_len;
 	const uint32_t *keep;   /* host fds to keep open and untouched (at most 64), or NULL */
 	uint32_t keep_len;
-	uint32_t reserved;      /* 0 */
+	uint32_t flags;         /* FDSLOT_FLAG_*; other bits must be 0 */
 };
+
+#define FDSLOT_FLAG_PRESERVE    1u /* park displaced fds; put them back on failure or abort */
+#define FDSLOT_FLAG_KEEP_OTHERS 2u /* with PRESERVE: leave every unplanned fd open and untouched */
 
 typedef int64_t (*fdslot_entry_fn)(struct fdslot_args *args);
 

@@ -4,7 +4,9 @@
 Generates its plans (seeded), runs each several times, and reports medians:
   - the CRIU matrix: N files in the root, inherited by K children (every file in every task);
   - the floor for the same tasks and fds: every fd a private open in its own task (nothing sent);
-  - many tasks with random sharing.
+  - many tasks with random sharing;
+  - `fdslot inject` into running processes (one fd moved, reptyr-style; two processes made to
+    share 1,000 files), wall time of the whole command.
 Both transport forms (--batch 1 and the default 253). Time is wall time from exec of
 `fdslot run --stop` until it prints `ready` (the restore only). Peak RSS is the tasks' VmHWM.
 
@@ -23,6 +25,7 @@ import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FDSLOT = os.environ.get("FDSLOT_BIN", os.path.join(TOP, "target", "release", "fdslot"))
+BLOB = os.environ.get("FDSLOT_BLOB", os.path.join(TOP, "fdslot.blob"))
 OUT = os.path.join(TOP, "bench", "results")
 # CRIU 4.2 on these machines, whole restore of N files inherited by K children (median of 5).
 CRIU_MS = {(1000, 4): 184.0, (10000, 1): 187.0, (10000, 4): 3965.0}
@@ -146,6 +149,29 @@ def svg_plot(series, path):
         f.write("\n".join(out) + "\n")
 
 
+def inject_ms(plan_text, ntasks, reps, tmp):
+    """Median wall time of `fdslot inject` into `ntasks` fresh sleeping processes."""
+    plan_file = os.path.join(tmp, "inject-plan")
+    with open(plan_file, "w") as f:
+        f.write(plan_text)
+    times = []
+    for _ in range(reps):
+        procs = [subprocess.Popen(["sleep", "1000"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                 for _ in range(ntasks)]
+        time.sleep(0.05)
+        args = [FDSLOT, "inject", plan_file, "--blob", BLOB, "--keep", "all"]
+        args += [f"{i + 1}={p.pid}" for i, p in enumerate(procs)]
+        start = time.perf_counter()
+        r = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        times.append((time.perf_counter() - start) * 1000.0)
+        for p in procs:
+            p.kill()
+            p.wait()
+        if r.returncode != 0:
+            raise RuntimeError(f"fdslot inject failed: {r.stderr.decode()}")
+    return statistics.median(times)
+
+
 def main():
     quick = "--quick" in sys.argv
     reps = 1 if quick else 5
@@ -173,9 +199,16 @@ def main():
         for batch in (1, 253):
             ms, rss = measure(text, batch, max(1, reps // 2 + 1), tmp)
             rows.append((f"{tasks} tasks x {per} fds, random sharing", batch, fds, ms, ms * 1000.0 / fds, None, rss, ""))
+    inject_reps = 3 if quick else 21
+    move = f"fdslot 1\ntask 1\nreg 1 {target} flags=wronly\n  at 1:1\n"
+    shared = "fdslot 1\ntask 1\ntask 2\n" + "".join(
+        f"reg {i + 1} {target} flags=rdonly\n  at 1:{10 + i}\n  at 2:{10 + i}\n" for i in range(1000))
+    injects = [("1 process, 1 fd moved (reptyr-style)", inject_ms(move, 1, inject_reps, tmp)),
+               ("2 processes sharing 1000 files", inject_ms(shared, 2, inject_reps, tmp))]
     size = os.stat(FDSLOT).st_size
+    blob_size = os.stat(BLOB).st_size
     lines = ["# fdslot run --stop: restore time (medians of %d)" % reps, "",
-             f"fdslot stripped size: {size} bytes", "",
+             f"fdslot stripped size: {size} bytes; fdslot.blob: {blob_size} bytes", "",
              "| plan | --batch | fds | ms | us/fd | vs floor | peak RSS/task (KiB) | vs CRIU 4.2 |",
              "|---|---|---|---|---|---|---|---|"]
     for name, batch, fds, ms, us, ratio, rss, criu in rows:
@@ -184,6 +217,9 @@ def main():
     lines += ["", "floor: the same tasks and fds, every fd a private open in its own task (nothing sent).",
               "CRIU 4.2 times (same machine kind, whole restore): " +
               ", ".join(f"N={n} K={k}: {v:.0f} ms" for (n, k), v in CRIU_MS.items()) + "."]
+    lines += ["", f"## fdslot inject (medians of {inject_reps}, whole command: seize, inject, restore, release)", "",
+              "| case | ms |", "|---|---|"]
+    lines += [f"| {name} | {ms:.2f} |" for name, ms in injects]
     text = "\n".join(lines) + "\n"
     with open(os.path.join(OUT, "results.md"), "w") as f:
         f.write(text)

@@ -23,8 +23,11 @@ struct BlobArgs {
     error_len: u64,
     keep: *const u32,
     keep_len: u32,
-    reserved: u32,
+    flags: u32,
 }
+
+/// fdslot.h's FDSLOT_FLAG_PRESERVE: park displaced fds, put them back on failure.
+const FLAG_PRESERVE: u32 = 1;
 
 /// The flat image: made from the linked blob with objcopy, as `make blob` does.
 fn blob() -> &'static [u8] {
@@ -100,10 +103,13 @@ unsafe fn call_on_stack(entry: usize, args: *mut BlobArgs, top: usize) -> i64 {
 
 /// Forks a child that maps the blob at `hint`, runs it for `task`, reports, and stops itself.
 fn spawn_blob_task(plan: &str, task: u32, session: &str, hint: usize, report: *mut Report) -> i32 {
-    spawn_blob_task_keeping(plan, task, session, hint, report, &[])
+    spawn_blob_task_with(plan, task, session, hint, report, &[], 0, false)
 }
 
-fn spawn_blob_task_keeping(plan: &str, task: u32, session: &str, hint: usize, report: *mut Report, keep: &[u32]) -> i32 {
+/// With `stop_first`, the child also stops itself before the call, so that its table can be
+/// looked at as it was.
+#[allow(clippy::too_many_arguments)]
+fn spawn_blob_task_with(plan: &str, task: u32, session: &str, hint: usize, report: *mut Report, keep: &[u32], flags: u32, stop_first: bool) -> i32 {
     let image = blob();
     let h = header(image);
     let mut args = BlobArgs {
@@ -119,7 +125,7 @@ fn spawn_blob_task_keeping(plan: &str, task: u32, session: &str, hint: usize, re
         error_len: 512,
         keep: keep.as_ptr(),
         keep_len: keep.len() as u32,
-        reserved: 0,
+        flags,
     };
     args.session[..session.len()].copy_from_slice(session.as_bytes());
     // SAFETY: fork in a test process: the child only makes raw syscalls and copies memory.
@@ -150,6 +156,9 @@ fn spawn_blob_task_keeping(plan: &str, task: u32, session: &str, hint: usize, re
         }
         std::ptr::write_bytes(stack as *mut u8, PAINT, PAINTED);
         (*report).base = at as u64;
+        if stop_first {
+            libc::raise(libc::SIGSTOP);
+        }
         (*report).ret = call_on_stack(at as usize + h.entry, &mut args, stack as usize + PAINTED);
         let painted = std::slice::from_raw_parts(stack as *const u8, PAINTED);
         (*report).stack_used = (PAINTED - painted.iter().position(|&b| b != PAINT).unwrap_or(PAINTED)) as u64;
@@ -270,7 +279,8 @@ fn stack_need_covers_a_full_batch() {
     let mut pids = BTreeMap::new();
     for (i, task) in [1u32, 2].into_iter().enumerate() {
         // SAFETY: i < 2 reports.
-        let pid = spawn_blob_task(&text, task, &session, 0x3000_0000_0000 + i * 0x1000_0000, unsafe { reports.add(i) });
+        // Preserve mode, as inject runs it: the deepest path there is.
+        let pid = spawn_blob_task_with(&text, task, &session, 0x3000_0000_0000 + i * 0x1000_0000, unsafe { reports.add(i) }, &[], FLAG_PRESERVE, false);
         pids.insert(task as u16, pid);
     }
     for (i, &pid) in pids.values().enumerate() {
@@ -299,7 +309,7 @@ fn keeps_the_hosts_fds() {
     let text = p.text();
     let reports = shared_reports(1);
     // The test's fd 2 (stderr) is inherited by the host: keep it at 2.
-    let pid = spawn_blob_task_keeping(&text, 1, "blobkeep", 0x2800_0000_0000, reports, &[2]);
+    let pid = spawn_blob_task_with(&text, 1, "blobkeep", 0x2800_0000_0000, reports, &[2], 0, false);
     assert!(wait_stopped(pid));
     // SAFETY: written before the child stopped.
     let r = unsafe { &*reports };
@@ -313,3 +323,43 @@ fn keeps_the_hosts_fds() {
     unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
 }
 
+
+/// FLAG_PRESERVE: a restore that fails after displacing the host's fds (one planned slot holds
+/// the host's stdout) puts every one back: same numbers, same descriptions, same cloexec bits.
+#[test]
+fn preserve_puts_the_hosts_fds_back_on_failure() {
+    use std::os::fd::AsRawFd;
+    let d = TmpDir::new("blobpreserve");
+    let mut p = Plan::new();
+    p.task(1);
+    p.reg(1, &d.file("f", b"x"), "rdonly").at(1, 1).at(1, 3).at(1, 4);
+    p.reg(2, &d.path("missing"), "rdonly").at(1, 6);
+    let text = p.text();
+    let reports = shared_reports(1);
+    let pid = spawn_blob_task_with(&text, 1, "blobpreserve", 0x2a00_0000_0000, reports, &[], FLAG_PRESERVE, true);
+    assert!(wait_stopped(pid), "stopped before the call");
+    let before: Vec<(u32, String, u64, u32)> = list_fds(pid).unwrap().into_iter().map(|f| {
+        let (pos, flags) = fdinfo(pid, f).unwrap();
+        (f, fd_target(pid, f), pos, flags)
+    }).collect();
+    let copies: Vec<(u32, std::os::fd::OwnedFd)> = before.iter().map(|x| (x.0, steal_fd(pid, x.0).unwrap())).collect();
+    assert!(before.iter().any(|x| x.0 == 1), "the host has an fd in a planned slot");
+    kill(pid, libc::SIGCONT);
+    assert!(wait_stopped(pid), "the host must survive");
+    // SAFETY: written before the child stopped.
+    let r = unsafe { &*reports };
+    assert_eq!(r.ret, -1, "{}", error_text(r));
+    assert!(error_text(r).contains("fd 6") && error_text(r).contains("ENOENT"), "{}", error_text(r));
+    let after: Vec<(u32, String, u64, u32)> = list_fds(pid).unwrap().into_iter().map(|f| {
+        let (pos, flags) = fdinfo(pid, f).unwrap();
+        (f, fd_target(pid, f), pos, flags)
+    }).collect();
+    assert_eq!(before, after, "the table is back: numbers, targets, pos, flags with cloexec");
+    let me = std::process::id() as i32;
+    for (f, c) in &copies {
+        assert_eq!(kcmp_file(me, c.as_raw_fd() as u32, pid, *f), Ok(0), "fd {f} holds its own description again");
+    }
+    kill(pid, libc::SIGKILL);
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+}

@@ -24,8 +24,9 @@ usage: fdslot COMMAND ...
                              fork one process per task, rebuild every table, then exec
   restore PLAN TASK --session S [--sync-fd N] [--timeout SECS] [--batch N] [--keep FD,...]
           [-- PROG ARGS...]  rebuild one task's table in this process, then exec PROG
-  inject PLAN TASK=PID... [--blob PATH] [--keep FD,...] [--timeout SECS] [--batch N]
-                             rebuild live processes' tables by running fdslot.blob in them
+  inject PLAN TASK=PID... [--blob PATH] [--keep FD,...|all] [--timeout SECS] [--batch N]
+                             rebuild live processes' tables by running fdslot.blob in them;
+                             all or nothing: on any failure every table is put back
   names PLAN --session S [--batch N]
                              print the socket names a session binds
 options:
@@ -33,7 +34,8 @@ options:
                   'task T pid P' per task and 'ready', then waits for the tasks to end
   --timeout SECS  one deadline for the whole restore (default 10)
   --batch N       fds per message, 1..253 (1: one socket per fd; default 253)
-  --keep FD,...   fds to keep open and untouched (at most 64; not planned slots)
+  --keep FD,...   fds to keep open and untouched (at most 64; not planned slots);
+                  inject also takes --keep all: replace only the planned slots
   --session S     1 to 32 of A-Za-z0-9_-; the same for every task of a restore
   --sync-fd N     a SOCK_SEQPACKET fd to a parent tool: bound / go|abort / done|error: TEXT
 exit codes:
