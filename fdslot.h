@@ -1,7 +1,8 @@
 /* fdslot.h: the ABI of fdslot.blob, a flat position-independent image of fdslot's restore path.
  *
- * Load it like this: map header.memory_size bytes (rounded up to a page) readable, writable and
- * executable; copy the file's header.image_size bytes to the start (the rest stays zero); set up
+ * Load it like this: map header.memory_size bytes (rounded up to a page) readable and writable;
+ * copy the file's header.image_size bytes to the start (the rest stays zero); make the first
+ * header.exec_size bytes readable and executable (mprotect; never writable again); set up
  * at least header.stack_need bytes of stack; call the entry at base + header.entry_offset with a
  * pointer to a struct fdslot_args. The blob relocates itself against its base on every call, so
  * it runs at any address. It never exits or kills its host: it returns 0, or a negative code
@@ -21,7 +22,7 @@
 #include <stdint.h>
 
 #define FDSLOT_BLOB_MAGIC "FDSLOTB" /* 8 bytes with its NUL */
-#define FDSLOT_BLOB_VERSION 1
+#define FDSLOT_BLOB_VERSION 2
 
 struct fdslot_blob_header {
 	char magic[8];          /* "FDSLOTB\0" */
@@ -30,6 +31,8 @@ struct fdslot_blob_header {
 	uint64_t image_size;    /* bytes in the file */
 	uint64_t memory_size;   /* bytes it needs mapped: the image, then zeroes */
 	uint64_t stack_need;    /* bytes of stack, with a margin */
+	uint64_t exec_size;     /* bytes from the start (page-aligned) to make read+exec; the rest
+	                         * stays read+write */
 };
 
 struct fdslot_args {

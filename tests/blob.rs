@@ -49,14 +49,16 @@ struct Header {
     image: usize,
     memory: usize,
     stack_need: usize,
+    exec: usize,
 }
 
 fn header(b: &[u8]) -> Header {
     assert_eq!(&b[..8], b"FDSLOTB\0", "magic");
     let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap()) as usize;
     let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap()) as usize;
-    assert_eq!(u32_at(8), 1, "version");
-    let h = Header { entry: u32_at(12), image: u64_at(16), memory: u64_at(24), stack_need: u64_at(32) };
+    assert_eq!(u32_at(8), 2, "version");
+    let h = Header { entry: u32_at(12), image: u64_at(16), memory: u64_at(24), stack_need: u64_at(32), exec: u64_at(40) };
+    assert!(h.exec % 4096 == 0 && h.entry < h.exec && h.exec <= h.image, "read+exec part: {:#x}", h.exec);
     assert_eq!(h.image, b.len(), "the header's image size is the file's");
     assert!(h.memory >= h.image && h.entry < h.image);
     h
@@ -139,7 +141,7 @@ fn spawn_blob_task_with(plan: &str, task: u32, session: &str, hint: usize, repor
         let at = libc::mmap(
             hint as *mut libc::c_void,
             len,
-            libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+            libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
             -1,
             0,
@@ -149,6 +151,11 @@ fn spawn_blob_task_with(plan: &str, task: u32, session: &str, hint: usize, repor
             libc::_exit(1);
         }
         std::ptr::copy_nonoverlapping(image.as_ptr(), at as *mut u8, image.len());
+        // W^X: the code becomes read+exec; what the blob relocates stays writable.
+        if libc::mprotect(at, h.exec, libc::PROT_READ | libc::PROT_EXEC) != 0 {
+            (*report).ret = -1002;
+            libc::_exit(1);
+        }
         let stack = libc::mmap(std::ptr::null_mut(), PAINTED, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
         if stack == libc::MAP_FAILED {
             (*report).ret = -1001;

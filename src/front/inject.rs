@@ -124,8 +124,9 @@ fn layout(blob_mem: usize, plan_len: usize, stack: usize) -> Layout {
     let error = up(keep + MAX_KEEP * 4);
     let masks = up(error + ERROR_LEN);
     let addr = up(masks + 16);
-    let trap = up(addr + core::mem::size_of::<n::sockaddr_un>());
-    let stack_bottom = (trap + 4096 + 4095) & !4095;
+    // The return trap has a page of its own: it becomes read+exec, the rest stays writable.
+    let trap = (addr + core::mem::size_of::<n::sockaddr_un>() + 4095) & !4095;
+    let stack_bottom = trap + 4096;
     let stack_top = stack_bottom + ((stack + 16384 + 4095) & !4095);
     Layout { args, plan, keep, error, masks, addr, trap, stack_top, len: stack_top }
 }
@@ -462,13 +463,13 @@ pub unsafe fn cmd_inject(a: &mut Args, envp: *const *const u8) -> i32 {
         return usage_error(l.as_bytes());
     }
     let image = match read_plan(o.blob) {
-        Ok(b) if b.len() >= 40 && &b[..8] == b"FDSLOTB\0" => b,
+        Ok(b) if b.len() >= 48 && &b[..8] == b"FDSLOTB\0" => b,
         _ => return usage_error(b"inject: --blob is not a readable fdslot.blob"),
     };
     let u32_at = |o: usize| u32::from_le_bytes([image[o], image[o + 1], image[o + 2], image[o + 3]]) as usize;
     let u64_at = |o: usize| u64::from_le_bytes([image[o], image[o + 1], image[o + 2], image[o + 3], image[o + 4], image[o + 5], image[o + 6], image[o + 7]]) as usize;
-    let (version, entry, image_size, mem_size, stack) = (u32_at(8), u32_at(12), u64_at(16), u64_at(24), u64_at(32));
-    if version != 1 || image_size != image.len() || mem_size < image_size || entry >= image_size || stack > 1 << 24 {
+    let (version, entry, image_size, mem_size, stack, exec) = (u32_at(8), u32_at(12), u64_at(16), u64_at(24), u64_at(32), u64_at(40));
+    if version != 2 || image_size != image.len() || mem_size < image_size || entry >= exec || exec > image_size || exec % 4096 != 0 || stack > 1 << 24 {
         return usage_error(b"inject: --blob has a bad header");
     }
     let lay = layout(mem_size, plan.text.len(), stack);
@@ -503,7 +504,7 @@ pub unsafe fn cmd_inject(a: &mut Args, envp: *const *const u8) -> i32 {
     };
     let deadline = proc::monotonic_ns() + o.timeout_ms * 1_000_000;
     let flags = FLAG_PRESERVE | if o.keep_others { FLAG_KEEP_OTHERS } else { 0 };
-    let job = Job { lay: &lay, image, plan: &plan, session: &session, keep: &o.keep, timeout_ms: o.timeout_ms, batch: o.batch, flags, listener, listen_addr: &listen_addr };
+    let job = Job { lay: &lay, image, exec, plan: &plan, session: &session, keep: &o.keep, timeout_ms: o.timeout_ms, batch: o.batch, flags, listener, listen_addr: &listen_addr };
     let mut targets = heapless::Vec::<Target, MAX_TARGETS>::new();
     let mut code = 0;
     for &(task, pid) in o.pairs.iter() {
@@ -583,6 +584,8 @@ fn open_listener(addr: &UnixAddr) -> Result<Fd, Errno> {
 struct Job<'a> {
     lay: &'a Layout,
     image: &'a [u8],
+    /// Bytes from the blob's start to make read+exec.
+    exec: usize,
     plan: &'a crate::plan::Plan<'a>,
     session: &'a [u8; 32],
     keep: &'a [u32],
@@ -607,7 +610,7 @@ fn prepare(tr: &mut Tracer, targets: &mut [Target], i: usize, job: &Job<'_>, dea
     // syscall; int3 over the first three bytes of the word.
     let patched = (t.code_word & !0xff_ffff) | 0xcc_050f;
     proc::ptrace(pt::PTRACE_POKETEXT, t.pid, t.code_addr, patched).map_err(|e| ("PTRACE_POKETEXT", e))?;
-    let prot = (g::PROT_READ | g::PROT_WRITE | g::PROT_EXEC) as u64;
+    let prot = (g::PROT_READ | g::PROT_WRITE) as u64;
     let flags = (g::MAP_PRIVATE | g::MAP_ANONYMOUS) as u64;
     let base = remote_ok(tr, targets, i, g::__NR_mmap, [0, lay.len as u64, prot, flags, u64::MAX, 0], deadline).map_err(|e| ("mmap (injected)", e))?;
     targets[i].base = base as usize;
@@ -654,6 +657,11 @@ fn prepare(tr: &mut Tracer, targets: &mut [Target], i: usize, job: &Job<'_>, dea
     for (off, data) in [(0, job.image), (lay.args, args_bytes), (lay.plan, job.plan.text), (lay.keep, &keep_bytes[..]), (lay.trap, &[0xccu8][..])] {
         write_remote(pid, b + off, data)?;
     }
+    // Written while writable, now executable: the blob's code, and the page of the return trap.
+    let rx = (g::PROT_READ | g::PROT_EXEC) as u64;
+    remote_ok(tr, targets, i, g::__NR_mprotect, [b as u64, job.exec as u64, rx, 0, 0, 0], deadline).map_err(|e| ("mprotect (injected)", e))?;
+    let trap_page = (b + lay.trap) & !4095;
+    remote_ok(tr, targets, i, g::__NR_mprotect, [trap_page as u64, 4096, rx, 0, 0, 0], deadline).map_err(|e| ("mprotect (injected)", e))?;
     Ok(())
 }
 
