@@ -136,3 +136,9 @@ pub fn getdents64(fd: Fd, buf: &mut [u8]) -> SysResult<usize> {
     // SAFETY: the kernel writes at most buf.len() bytes.
     check(unsafe { syscall3(g::__NR_getdents64, fd as usize, buf.as_mut_ptr() as usize, buf.len()) })
 }
+
+/// `lseek(fd, 0, SEEK_CUR)`: the description's offset.
+pub fn offset(fd: Fd) -> SysResult<u64> {
+    // SAFETY: integer arguments only.
+    check(unsafe { syscall3(g::__NR_lseek, fd as usize, 0, g::SEEK_CUR as usize) }).map(|v| v as u64)
+}
