@@ -1,8 +1,9 @@
-//! The command line: argv -> check | names | run | restore. Thin: parse options, load the plan,
+//! The command line: argv -> check | names | run | restore | inject, or init mode as pid 1. Thin: parse options, load the plan,
 //! hand over to `restore`, print what comes back.
 
 pub mod args;
 pub mod exec;
+pub mod init;
 pub mod inject;
 pub mod run;
 pub mod single;
@@ -227,6 +228,10 @@ pub unsafe fn main(argc: usize, argv: *const *const u8, envp: *const *const u8) 
     // SAFETY: forwarded from the caller.
     let mut a = unsafe { Args::new(argc, argv) };
     let Some(cmd) = a.next() else {
+        if init::is_pid1() {
+            // SAFETY: envp as our caller promised.
+            unsafe { init::main(envp) }
+        }
         print(HELP.as_bytes());
         return EXIT_USAGE as i32;
     };
@@ -251,6 +256,9 @@ pub unsafe fn main(argc: usize, argv: *const *const u8, envp: *const *const u8) 
         b"restore" => unsafe { single::cmd_restore(&mut a, envp) },
         // SAFETY: as above.
         b"inject" => unsafe { inject::cmd_inject(&mut a, envp) },
+        // As pid 1, words the kernel passed on from its command line are not commands.
+        // SAFETY: envp as our caller promised.
+        _ if init::is_pid1() => unsafe { init::main(envp) },
         other => {
             let mut l = Line::<200>::new();
             l.str("unknown command '").push(other).str("'");

@@ -126,6 +126,10 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
     if fd >= 0 {
         let _ = crate::sys::fd::write(fd, b"fdslot: internal error (panic)\n");
     }
+    if crate::front::init::must_power_off() {
+        // pid 1 must never exit: the kernel would panic.
+        crate::front::init::power_off()
+    }
     crate::sys::proc::exit(1)
 }
 

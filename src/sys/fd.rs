@@ -162,3 +162,9 @@ pub fn each_numbered_entry(dir: Fd, mut each: impl FnMut(u64) -> SysResult<()>) 
         }
     }
 }
+
+/// `lseek(fd, 0, SEEK_CUR)`: the description's offset.
+pub fn offset(fd: Fd) -> SysResult<u64> {
+    // SAFETY: integer arguments only.
+    check(unsafe { syscall3(g::__NR_lseek, fd as usize, 0, g::SEEK_CUR as usize) }).map(|v| v as u64)
+}
