@@ -42,16 +42,31 @@ fn err(line: u32, what: &str) -> PlanError {
     PlanError::new(line, what)
 }
 
+/// `WHAT 'TOKEN'`, the token cut to 60 bytes. Tokens hold only printable ASCII (`count`
+/// refuses any other byte), so the line is safe to print as it is.
 fn err_tok(line: u32, what: &str, tok: &[u8]) -> PlanError {
     let mut e = PlanError::new(line, what);
     e.msg.str(" '").push(&tok[..tok.len().min(60)]).str("'");
     e
 }
 
+/// A byte a plan line may hold raw: printable ASCII and the blanks between words. Anything
+/// else (a NUL, which the kernel would take for the end of a path; control bytes; UTF-8) must
+/// be percent-encoded, so that every path means what it says and every error line prints safely.
+fn raw_byte_ok(b: u8) -> bool {
+    (0x20..=0x7e).contains(&b) || matches!(b, b'\t' | b'\r' | b'\x0b' | b'\x0c')
+}
+
+fn err_raw_byte(line: u32, b: u8) -> PlanError {
+    let mut e = PlanError::new(line, "byte 0x");
+    e.msg.hex(b as u64, 2).str(" is not printable ASCII: write it as %").hex(b as u64, 2);
+    e
+}
+
 /// Parses and validates a whole plan. The arrays live in one anonymous mapping.
 pub fn load(text: &[u8]) -> Result<Plan<'_>, PlanError> {
     if text.len() > MAX_PLAN_BYTES {
-        return Err(err(0, "plan is larger than 1 GiB"));
+        return Err(err(1, "plan is larger than 1 GiB"));
     }
     let counts = count(text)?;
     let size = bytes_for::<Task>(counts.tasks)
@@ -60,7 +75,7 @@ pub fn load(text: &[u8]) -> Result<Plan<'_>, PlanError> {
         + bytes_for::<u32>(counts.tasks + 1)
         + bytes_for::<u16>(65536)
         + bytes_for::<u64>(counts.objects);
-    let mut arena = Arena::map(size).map_err(|_| err(0, "cannot map memory for the plan"))?;
+    let mut arena = Arena::map(size).map_err(|_| err(1, "cannot map memory for the plan"))?;
     let tasks = arena.take::<Task>(counts.tasks);
     let objects = arena.take::<Object>(counts.objects);
     let targets = arena.take::<Target>(counts.targets);
@@ -75,8 +90,12 @@ pub fn load(text: &[u8]) -> Result<Plan<'_>, PlanError> {
 /// Pass 1: the header, and how many tasks, objects and targets there are.
 fn count(text: &[u8]) -> Result<Counts, PlanError> {
     let mut c = Counts { tasks: 0, objects: 0, targets: 0 };
-    let mut header = false;
+    let (mut header, mut header_line, mut last_line) = (false, 1, 1);
     for (no, content) in Lines::new(text) {
+        last_line = no;
+        if let Some(&b) = content.iter().find(|&&b| !raw_byte_ok(b)) {
+            return Err(err_raw_byte(no, b));
+        }
         let mut toks = Tokens::new(content);
         let Some(kw) = toks.next() else { continue };
         if !header {
@@ -84,14 +103,22 @@ fn count(text: &[u8]) -> Result<Counts, PlanError> {
                 return Err(err(no, "the first line must be 'fdslot 1'"));
             }
             match (toks.next(), toks.next()) {
-                (Some(b"1"), None) => header = true,
+                (Some(b"1"), None) => {
+                    header = true;
+                    header_line = no;
+                }
                 (Some(v), None) => return Err(err_tok(no, "unsupported plan format version", v)),
                 _ => return Err(err(no, "the first line must be 'fdslot 1'")),
             }
             continue;
         }
         match kw {
-            b"task" => c.tasks += 1,
+            b"task" => {
+                c.tasks += 1;
+                if c.tasks > 65535 {
+                    return Err(err(no, "more than 65535 tasks"));
+                }
+            }
             b"reg" | b"pipe" | b"fifo" | b"socketpair" | b"eventfd" | b"memfd" | b"reopen" | b"inherit" => c.objects += 1,
             b"at" | b"r" | b"w" | b"a" | b"b" => c.targets += 1,
             b"fdslot" => return Err(err(no, "'fdslot' header repeated")),
@@ -102,10 +129,9 @@ fn count(text: &[u8]) -> Result<Counts, PlanError> {
         return Err(err(1, "empty plan: the first line must be 'fdslot 1'"));
     }
     if c.tasks == 0 {
-        return Err(err(0, "the plan declares no task"));
-    }
-    if c.tasks > 65535 {
-        return Err(err(0, "more than 65535 tasks"));
+        let mut e = err(header_line, "the plan declares no task (it ends at line ");
+        e.msg.num(last_line as u64).str(")");
+        return Err(e);
     }
     Ok(c)
 }
