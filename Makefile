@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/release/fdslot
 
-.PHONY: all build blob test demo size bench bench-quick clean check-toolchain initramfs boot-test boot-deps
+.PHONY: all build blob test demo size bench bench-quick clean check-toolchain initramfs boot-test boot-deps fuzz fuzz-smoke
 
 all: build
 
@@ -22,6 +22,18 @@ blob: check-toolchain
 test: build
 	$(CARGO) test --release
 	$(MAKE) boot-test
+	$(MAKE) fuzz-smoke
+
+# Coverage-guided fuzzing (fuzz/, cargo fuzz on the nightly toolchain; tools/fuzz.sh installs
+# cargo-fuzz if absent and skips without a nightly). fuzz-smoke: about 60 s, part of make test;
+# fuzz: long runs, FUZZ_SECONDS per target (fuzz/corpus/ keeps what they find).
+FUZZ_SMOKE_SECONDS ?= 30
+FUZZ_SECONDS ?= 1800
+fuzz-smoke:
+	tools/fuzz.sh $(FUZZ_SMOKE_SECONDS)
+
+fuzz:
+	tools/fuzz.sh $(FUZZ_SECONDS)
 
 # fdslot in an initramfs (README "fdslot in an initramfs"). Two newc archives, written by
 # tools/mkinitramfs.py from examples/initramfs/*.list: fdslot as /init (nothing else but the

@@ -79,12 +79,25 @@ fn reject(args: &BlobArgs, line: &[u8]) -> u8 {
     EXIT_USAGE
 }
 
-fn restore(args: &BlobArgs) -> u8 {
-    let mut line = Line::<400>::new();
+/// The arguments once checked: nothing has been touched yet.
+pub struct Checked<'a> {
+    pub plan: crate::plan::Plan<'a>,
+    /// The task's index in the plan.
+    pub task: usize,
+    pub session: &'a [u8],
+    pub batch: u16,
+    pub timeout_ms: u64,
+    /// Sorted, deduplicated.
+    pub keep: heapless::Vec<u32, { crate::restore::MAX_KEEP }>,
+}
+
+/// Checks every argument and parses the plan, with no side effect (nothing closed, mapped
+/// memory aside): the part of the entry a fuzzer can drive. On refusal, the error line.
+pub fn check_args<'a>(args: &'a BlobArgs, text: &'a [u8], line: &mut Line<400>) -> Result<Checked<'a>, ()> {
     let sess_len = args.session.iter().position(|&b| b == 0).unwrap_or(32);
     let session = &args.session[..sess_len];
-    if args.plan.is_null()
-        || args.plan_len as usize > crate::plan::MAX_PLAN_BYTES
+    if args.plan_len as usize != text.len()
+        || text.len() > crate::plan::MAX_PLAN_BYTES
         || session.is_empty()
         || !session.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
         || args.batch > MAX_BATCH as u32
@@ -93,45 +106,61 @@ fn restore(args: &BlobArgs) -> u8 {
         || args.flags & !(FLAG_PRESERVE | FLAG_KEEP_OTHERS) != 0
         || args.flags == FLAG_KEEP_OTHERS
     {
-        return reject(args, b"fdslot: blob: bad arguments (plan, session, batch, task or flags)");
+        line.str("fdslot: blob: bad arguments (plan, session, batch, task or flags)");
+        return Err(());
     }
-    // SAFETY: the caller vouches for plan and plan_len.
-    let text = unsafe { core::slice::from_raw_parts(args.plan, args.plan_len as usize) };
     let plan = match parse::load(text) {
         Ok(p) => p,
         Err(mut e) => {
             line.str("fdslot: plan line ").num(e.line as u64).str(": ").push(e.msg.as_bytes());
-            return reject(args, line.as_bytes());
+            return Err(());
         }
     };
-    let Some(t) = plan.task_by_id(args.task as u16).filter(|&t| plan.tasks[t].files == 0) else {
-        return reject(args, b"fdslot: blob: the task is not in the plan, or shares another task's table");
+    let Some(task) = plan.task_by_id(args.task as u16).filter(|&t| plan.tasks[t].files == 0) else {
+        line.str("fdslot: blob: the task is not in the plan, or shares another task's table");
+        return Err(());
     };
-    let batch = if args.batch == 0 { MAX_BATCH } else { args.batch as u16 };
-    let timeout = if args.timeout_ms == 0 { 10_000 } else { args.timeout_ms as u64 };
-    let deadline = proc::monotonic_ns() + timeout * 1_000_000;
     let mut keep = heapless::Vec::<u32, { crate::restore::MAX_KEEP }>::new();
     if !args.keep.is_null() {
         // SAFETY: the caller vouches for keep and keep_len.
         let given = unsafe { core::slice::from_raw_parts(args.keep, args.keep_len as usize) };
         for &k in given {
             if !keep.contains(&k) && keep.push(k).is_err() {
-                return reject(args, b"fdslot: blob: more than 64 fds to keep");
+                line.str("fdslot: blob: more than 64 fds to keep");
+                return Err(());
             }
         }
         crate::sort::sort_by_key(&mut keep, |&k| k);
     }
+    let batch = if args.batch == 0 { MAX_BATCH } else { args.batch as u16 };
+    let timeout_ms = if args.timeout_ms == 0 { 10_000 } else { args.timeout_ms as u64 };
+    Ok(Checked { plan, task, session, batch, timeout_ms, keep })
+}
+
+fn restore(args: &BlobArgs) -> u8 {
+    let mut line = Line::<400>::new();
+    if args.plan.is_null() || args.plan_len as usize > crate::plan::MAX_PLAN_BYTES {
+        return reject(args, b"fdslot: blob: bad arguments (plan, session, batch, task or flags)");
+    }
+    // SAFETY: the caller vouches for plan and plan_len.
+    let text = unsafe { core::slice::from_raw_parts(args.plan, args.plan_len as usize) };
+    let Ok(c) = check_args(args, text, &mut line) else {
+        return reject(args, line.as_bytes());
+    };
+    let deadline = proc::monotonic_ns() + c.timeout_ms * 1_000_000;
+    let (plan, t, keep) = (&c.plan, c.task, &c.keep);
+    let (session, batch) = (c.session, c.batch);
     let options = AloneOptions {
         session,
         batch,
         sync_fd: args.sync_fd,
         err_fd: -1,
-        keep: &keep,
+        keep,
         deadline,
         preserve: args.flags & FLAG_PRESERVE != 0,
         keep_others: args.flags & FLAG_KEEP_OTHERS != 0,
     };
-    match restore_alone(&plan, t, &options, |text| report(args, text)) {
+    match restore_alone(plan, t, &options, |text| report(args, text)) {
         Ok(mut barrier) => {
             barrier.close();
             0
