@@ -2,7 +2,9 @@
 //! at whatever numbers the kernel picks; placing them is the caller's business.
 //!
 //! Nothing here may block: a FIFO is opened beside a temporary read-write description of
-//! itself, and a pipe's buffered data is written only when it fits.
+//! itself; every other path is opened with O_NONBLOCK (a FIFO planned as `reg`, or a device
+//! that waits for a carrier, cannot hold the open), which is cleared afterwards unless planned;
+//! `data=` must be a regular file; a pipe's buffered data is written only when it fits.
 
 use crate::plan::*;
 use crate::sys::{fd, Errno, Fd};
@@ -105,7 +107,15 @@ pub fn open_object(plan: &Plan<'_>, o: &Object, base: Fd) -> Result<Opened, Open
         }
         _ => {
             let len = decode_path(plan, o.path, &mut path)?;
-            let f = fd::open(&path[..len], o.flags | g::O_CLOEXEC, o.mode).map_err(|e| ("open", e))?;
+            // O_PATH never blocks and takes no status flags; anything else opens non-blocking.
+            let nonblock = if o.flags & g::O_PATH == 0 { g::O_NONBLOCK } else { 0 };
+            let f = fd::open(&path[..len], o.flags | nonblock | g::O_CLOEXEC, o.mode).map_err(|e| match e {
+                Errno::NXIO => ("open (a FIFO without a reader, or a socket: plan a FIFO as fifo)", e),
+                e => ("open", e),
+            })?;
+            if nonblock != 0 && o.flags & g::O_NONBLOCK == 0 {
+                or_close(f, clear_nonblock(f))?;
+            }
             if o.pos != 0 {
                 or_close(f, fd::seek_to(f, o.pos).map(|_| ()).map_err(|e| ("lseek", e)))?;
             }
@@ -123,9 +133,14 @@ fn clear_nonblock(f: Fd) -> Result<(), OpenError> {
 fn copy_data(plan: &Plan<'_>, data: Span, to: Fd, limit: Option<u64>) -> Result<(), OpenError> {
     let mut path = [0u8; MAX_PATH + 1];
     let len = decode_path(plan, data, &mut path)?;
-    let src = fd::open(&path[..len], g::O_RDONLY | g::O_CLOEXEC, 0).map_err(|e| ("open (data=)", e))?;
+    // Non-blocking, so that a FIFO named here cannot hold the open; then only a regular file
+    // will do (a FIFO or a device has no size to check and may never end).
+    let src = fd::open(&path[..len], g::O_RDONLY | g::O_NONBLOCK | g::O_CLOEXEC, 0).map_err(|e| ("open (data=)", e))?;
     let result = (|| {
-        let (_, size) = fd::fstat_mode_size(src).map_err(|e| ("fstat (data=)", e))?;
+        let (mode, size) = fd::fstat_mode_size(src).map_err(|e| ("fstat (data=)", e))?;
+        if mode & 0o170000 != 0o100000 {
+            return Err(("data= is not a regular file", Errno::INVAL));
+        }
         if limit.is_some_and(|l| size > l) {
             return Err(("data= is larger than the pipe's capacity", Errno(linux_raw_sys::errno::EFBIG as u16)));
         }

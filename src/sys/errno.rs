@@ -35,6 +35,7 @@ impl Errno {
     pub const SRCH: Errno = Errno(e::ESRCH as u16);
     pub const PERM: Errno = Errno(e::EPERM as u16);
     pub const ADDRINUSE: Errno = Errno(e::EADDRINUSE as u16);
+    pub const NXIO: Errno = Errno(e::ENXIO as u16);
 
     /// The symbolic name (`ENOENT`), or `None` for a number this table does not know.
     pub fn name(self) -> Option<&'static str> {
