@@ -72,6 +72,38 @@ struct Report {
     /// Bytes of the painted stack the call touched.
     stack_used: u64,
     error: [u8; 512],
+    /// Signals the host's handler caught during the call (see `ALARM_US`).
+    signals: u64,
+}
+
+thread_local! {
+    /// When nonzero, a child host catches SIGALRM every this many microseconds while the blob
+    /// runs, with a handler installed without SA_RESTART: the blob's blocking calls see EINTR.
+    /// Thread-local, so it reaches only the children this test thread forks.
+    static ALARM_US: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+static CAUGHT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+extern "C" fn on_alarm(_: libc::c_int) {
+    CAUGHT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// In a child host: SIGALRM every `us` microseconds, caught by a handler without SA_RESTART.
+///
+/// # Safety
+/// Only in a forked child, before the call.
+unsafe fn start_alarms(us: u64) {
+    // SAFETY: a plain handler that only touches an atomic; the timer is the child's own.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_alarm as *const () as usize;
+        sa.sa_flags = 0;
+        libc::sigaction(libc::SIGALRM, &sa, std::ptr::null_mut());
+        let tv = libc::timeval { tv_sec: 0, tv_usec: us as libc::suseconds_t };
+        let it = libc::itimerval { it_interval: tv, it_value: tv };
+        libc::setitimer(libc::ITIMER_REAL, &it, std::ptr::null_mut());
+    }
 }
 
 /// Bytes of painted stack each child runs the blob on; the pattern shows how deep it went.
@@ -120,7 +152,7 @@ fn spawn_blob_task_with(plan: &str, task: u32, session: &str, hint: usize, repor
         task,
         sync_fd: -1,
         timeout_ms: 10_000,
-        batch: 0,
+        batch: BATCH.with(|b| b.get()),
         session: [0; 32],
         // SAFETY: report points to a shared page that outlives the children.
         error: unsafe { (*report).error.as_mut_ptr() },
@@ -130,6 +162,7 @@ fn spawn_blob_task_with(plan: &str, task: u32, session: &str, hint: usize, repor
         flags,
     };
     args.session[..session.len()].copy_from_slice(session.as_bytes());
+    let alarm_us = ALARM_US.with(|a| a.get());
     // SAFETY: fork in a test process: the child only makes raw syscalls and copies memory.
     let pid = unsafe { libc::fork() };
     if pid != 0 {
@@ -166,7 +199,15 @@ fn spawn_blob_task_with(plan: &str, task: u32, session: &str, hint: usize, repor
         if stop_first {
             libc::raise(libc::SIGSTOP);
         }
+        if alarm_us > 0 {
+            start_alarms(alarm_us);
+        }
         (*report).ret = call_on_stack(at as usize + h.entry, &mut args, stack as usize + PAINTED);
+        if alarm_us > 0 {
+            let off: libc::itimerval = std::mem::zeroed();
+            libc::setitimer(libc::ITIMER_REAL, &off, std::ptr::null_mut());
+            (*report).signals = CAUGHT.load(std::sync::atomic::Ordering::Relaxed);
+        }
         let painted = std::slice::from_raw_parts(stack as *const u8, PAINTED);
         (*report).stack_used = (PAINTED - painted.iter().position(|&b| b != PAINT).unwrap_or(PAINTED)) as u64;
         libc::raise(libc::SIGSTOP);
@@ -369,4 +410,65 @@ fn preserve_puts_the_hosts_fds_back_on_failure() {
     kill(pid, libc::SIGKILL);
     // SAFETY: reaping our own child.
     unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+}
+
+/// Interrupted syscalls are retried, not failures: three hosts catch a SIGALRM every 30 us
+/// (handler without SA_RESTART, so every blocking call in the blob can return EINTR) while the
+/// blob restores them with the tasks' own barrier and one socket per fd; every call returns 0
+/// with exactly the planned tables, after many signals.
+#[test]
+fn signals_during_the_restore_are_retried() {
+    let d = TmpDir::new("blobintr");
+    let mut p = Plan::new();
+    p.task(1).task(2).task(3);
+    for i in 0..24u32 {
+        let opener = 1 + (i % 3) as u16;
+        let others: Vec<u16> = (1..=3).filter(|&t| t != opener).collect();
+        p.reg(10 + i, &d.file(&format!("f{i}"), b"x"), "rdonly").at(opener, 3 + i).at(others[0], 3 + i).at(others[1], 40 + i);
+    }
+    p.pipe(100).r(1, 90).w(3, 90);
+    // One message per fd (spawn_blob_task_batch1): the most sends, receives and polls to interrupt.
+    let text = p.text();
+    let session = format!("blobintr{}", std::process::id());
+    for round in 0..3 {
+        let reports = shared_reports(3);
+        let mut pids = BTreeMap::new();
+        ALARM_US.with(|a| a.set(30));
+        for (i, task) in [1u32, 2, 3].into_iter().enumerate() {
+            let s = format!("{session}r{round}");
+            // SAFETY: i < 3 reports.
+            let pid = spawn_blob_task_batch1(&text, task, &s, 0x3400_0000_0000 + i * 0x1000_0000, unsafe { reports.add(i) });
+            pids.insert(task as u16, pid);
+        }
+        ALARM_US.with(|a| a.set(0));
+        let mut caught = 0;
+        for (i, (&task, &pid)) in pids.iter().enumerate() {
+            assert!(wait_stopped(pid), "round {round}: the host of task {task} must survive");
+            // SAFETY: the child wrote its report before stopping.
+            let r = unsafe { &*reports.add(i) };
+            assert_eq!(r.ret, 0, "round {round} task {task} (after {} signals): {}", r.signals, error_text(r));
+            caught += r.signals;
+        }
+        assert!(caught >= 3, "round {round}: the hosts must have caught signals during the call (caught {caught})");
+        eprintln!("round {round}: {caught} signals caught during the restores");
+        assert_tables(&p.expect(), &pids, &CheckOpts { stopped: true, ..Default::default() });
+        for &pid in pids.values() {
+            kill(pid, libc::SIGKILL);
+            // SAFETY: reaping our own child.
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        }
+    }
+}
+
+/// `spawn_blob_task` with one fd per message.
+fn spawn_blob_task_batch1(plan: &str, task: u32, session: &str, hint: usize, report: *mut Report) -> i32 {
+    BATCH.with(|b| b.set(1));
+    let pid = spawn_blob_task(plan, task, session, hint, report);
+    BATCH.with(|b| b.set(0));
+    pid
+}
+
+thread_local! {
+    /// The batch size the next spawned host passes (0: the default).
+    static BATCH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
