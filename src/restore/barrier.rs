@@ -249,10 +249,12 @@ impl<'a> Barrier<'a> {
         let to = slots.take().ok_or_else(|| Failure::new(EXIT_RESTORE, t, "no fd number left for the restorer"))?;
         self.ctl_fd = move_to(s, to).map_err(|e| Failure::sys(t, "dup3 (service fd)", e))?;
         let me = names.ctl(plan.tasks[t].id);
-        sock::bind(self.ctl_fd, &me).map_err(|e| Failure::sys(t, "bind (barrier socket)", e))?;
         if t == 0 {
+            // Credentials on from the start: a `bound` sent the moment the name exists has them.
             sock::set_socket_int(self.ctl_fd, n::SO_PASSCRED, 1).map_err(|e| Failure::sys(t, "setsockopt SO_PASSCRED", e))?;
         } else {
+            // Connected before it is named: nobody but the coordinator can ever queue a
+            // message on it (a forged `go` sent in between would otherwise wait there).
             let coord = names.ctl(plan.tasks[0].id);
             match connect_when_bound(self.ctl_fd, &coord, deadline, -1) {
                 Ok(Reached::Connected) => {}
@@ -260,6 +262,7 @@ impl<'a> Barrier<'a> {
                 Err(e) => return Err(Failure::sys(t, "connect (barrier socket)", e)),
             }
         }
+        sock::bind(self.ctl_fd, &me).map_err(|e| Failure::sys(t, "bind (barrier socket)", e))?;
         Ok(())
     }
 
@@ -329,6 +332,12 @@ impl<'a> Barrier<'a> {
                 let mut buf = [0u8; 16];
                 match sock::recv(ctl, &mut buf, n::MSG_DONTWAIT) {
                     Ok(n) if &buf[..n] == MSG_GO => return Ok(()),
+                    Ok(8) if &buf[..5] == MSG_ABORT => {
+                        // The coordinator names the task it gave up on (itself if it failed).
+                        let why = plan.task_by_id(u16::from_le_bytes([buf[6], buf[7]])).unwrap_or(0);
+                        let what = if why == 0 { "aborted: the restore failed in" } else { "aborted: the coordinator gave up on" };
+                        return Err(Failure::new(EXIT_PEER, t, what).peer(why));
+                    }
                     Ok(n) if &buf[..n] == MSG_ABORT => return Err(Failure::new(EXIT_PEER, t, "aborted by").peer(0)),
                     Ok(_) => {}
                     Err(e) if e == Errno::AGAIN || e == Errno::INTR => {}
@@ -348,20 +357,19 @@ impl<'a> Barrier<'a> {
                 Ok(true) => {}
                 Ok(false) => {
                     let late = (1..nt).find(|&u| seen[u] == 0 && plan.tasks[u].files == 0).unwrap_or(0);
-                    self.peers_send_all(plan, names, MSG_ABORT);
+                    self.peers_send_all(plan, names, &abort_naming(plan, late));
                     return Err(Failure::new(EXIT_PEER, t, "timed out waiting for").peer(late).then(" to bind its sockets"));
                 }
                 Err(e) => return Err(Failure::sys(t, "poll (barrier socket)", e)),
             }
-            let mut got = super::transport::Received::new();
-            match super::transport::recv_batch(ctl, &mut got) {
-                Ok(()) => {}
+            let mut body = [0u8; 16];
+            let mut from = UnixAddr::abstract_name(b"");
+            let (len, sender_uid) = match recv_plain(ctl, &mut body, &mut from) {
+                Ok(got) => got,
                 Err(e) if e == Errno::AGAIN || e == Errno::INTR => continue,
                 Err(e) => return Err(Failure::sys(t, "recvmsg (barrier socket)", e)),
-            }
-            got.discard();
-            let body = &got.payload_bytes()[..got.len.min(8)];
-            if got.len != 8 || (&body[..5] != MSG_BOUND && &body[..5] != MSG_ERROR) {
+            };
+            if len != 8 || (&body[..5] != MSG_BOUND && &body[..5] != MSG_ERROR) {
                 continue;
             }
             let id = u16::from_le_bytes([body[6], body[7]]);
@@ -370,11 +378,11 @@ impl<'a> Barrier<'a> {
                 continue;
             }
             if &body[..5] == MSG_ERROR {
-                self.peers_send_all(plan, names, MSG_ABORT);
+                self.peers_send_all(plan, names, &abort_naming(plan, u));
                 return Err(Failure::new(EXIT_PEER, t, "aborted: the restore failed in").peer(u));
             }
             // "bound" counts only from that task's own name, under our uid.
-            if got.from.name_bytes() != names.ctl(id).name_bytes() || got.creds.map(|c| c.1) != Some(uid) {
+            if from.name_bytes() != names.ctl(id).name_bytes() || sender_uid != Some(uid) {
                 continue;
             }
             if seen[u] == 0 && plan.tasks[u].files == 0 {
@@ -454,7 +462,7 @@ impl<'a> Barrier<'a> {
             Mode::Peers => {
                 if t == 0 {
                     if self.ctl_fd >= 0 {
-                        self.peers_send_all(plan, names, MSG_ABORT);
+                        self.peers_send_all(plan, names, &abort_naming(plan, 0));
                     }
                     return;
                 }
@@ -488,6 +496,47 @@ impl<'a> Barrier<'a> {
             }
         }
     }
+}
+
+/// The coordinator's `abort`, naming the task it gave up on (index `u`; 0 for itself).
+fn abort_naming(plan: &Plan<'_>, u: usize) -> [u8; 8] {
+    let mut msg = [0u8; 8];
+    msg[..5].copy_from_slice(MSG_ABORT);
+    msg[6..8].copy_from_slice(&plan.tasks[u].id.to_le_bytes());
+    msg
+}
+
+/// `recvmsg` of one datagram without blocking: its length, and the sender's uid if
+/// credentials came. The sender's name goes to `from`. The control buffer holds credentials
+/// only: fds a stranger attaches are dropped by the kernel, never installed here (so there is
+/// nothing to close, and no close that could block).
+fn recv_plain(s: Fd, buf: &mut [u8], from: &mut UnixAddr) -> Result<(usize, Option<u32>), Errno> {
+    const HDR: usize = core::mem::size_of::<n::cmsghdr>();
+    #[repr(C, align(8))]
+    struct Control([u8; HDR + 16]);
+    let mut control = Control([0; HDR + 16]);
+    let mut iov = g::iovec { iov_base: buf.as_mut_ptr() as *mut _, iov_len: buf.len() as _ };
+    let mut msg = n::msghdr {
+        msg_name: &mut from.raw as *mut _ as *mut _,
+        msg_namelen: core::mem::size_of::<n::sockaddr_un>() as i32,
+        msg_iov: &mut iov as *mut g::iovec as *mut _,
+        msg_iovlen: 1,
+        msg_control: control.0.as_mut_ptr() as *mut _,
+        msg_controllen: control.0.len(),
+        msg_flags: 0,
+    };
+    // SAFETY: every pointer in msg refers to a live buffer of the stated length.
+    let len = unsafe { sock::recvmsg(s, &mut msg, n::MSG_DONTWAIT | n::MSG_CMSG_CLOEXEC) }?;
+    from.len = msg.msg_namelen as u32;
+    // SAFETY: the control buffer is 8-aligned; a header is read only where the kernel wrote one.
+    let c: n::cmsghdr = unsafe { core::ptr::read(control.0.as_ptr() as *const n::cmsghdr) };
+    let uid = if msg.msg_controllen >= HDR + 12 && c.cmsg_level == n::SOL_SOCKET as i32 && c.cmsg_type == n::SCM_CREDENTIALS as i32 && c.cmsg_len >= HDR + 12 {
+        let d = &control.0[HDR + 4..HDR + 8];
+        Some(u32::from_ne_bytes([d[0], d[1], d[2], d[3]]))
+    } else {
+        None
+    };
+    Ok((len, uid))
 }
 
 /// A datagram to `to` (or the connected peer), waiting a little for room; for the few barrier
