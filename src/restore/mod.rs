@@ -313,10 +313,11 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
                 fd::close(s).map_err(|e| fail(Failure::sys(t, "close", e)))?;
             }
             let s = slot as Fd;
-            sock::set_socket_int(s, n::SO_PASSCRED, 1).map_err(|e| fail(Failure::sys(t, "setsockopt SO_PASSCRED", e)))?;
             let opener_id = self.plan.tasks[b.opener as usize].id;
             let name = self.session.names.rx(self.id, opener_id, b.index);
-            sock::bind(s, &name).map_err(|e| fail(bind_failure(t, e, "bind (receiving socket)")))?;
+            // Connected first, bound after: without a name nobody can send to it, and once it
+            // has one only its opener can (a connected datagram socket refuses other senders).
+            // SO_PASSCRED comes last: on an unnamed socket, connect would autobind it.
             match barrier::connect_when_bound(s, &self.session.names.home(opener_id), self.session.deadline, abort_fd) {
                 Ok(barrier::Reached::Connected) => {}
                 Ok(barrier::Reached::Aborted) => return Err(fail(Failure::new(EXIT_PEER, t, "aborted by the parent (another process failed)"))),
@@ -327,6 +328,8 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
                 }
                 Err(e) => return Err(fail(Failure::sys(t, "connect (receiving socket)", e))),
             }
+            sock::bind(s, &name).map_err(|e| fail(bind_failure(t, e, "bind (receiving socket)")))?;
+            sock::set_socket_int(s, n::SO_PASSCRED, 1).map_err(|e| fail(Failure::sys(t, "setsockopt SO_PASSCRED", e)))?;
             self.roles.pending[self.npending] = bi as u32;
             self.npending += 1;
         }
