@@ -352,8 +352,11 @@ impl<'a> Barrier<'a> {
         // Tasks that share another's table take no part: their owner speaks for them.
         let mut missing = (1..nt).filter(|&u| plan.tasks[u].files == 0).count();
         let uid = proc::getuid();
+        // Give up a little before the deadline, so that the abort naming the late task reaches
+        // the others while they still wait for go (they would otherwise time out unknowing).
+        let give_up = deadline - remaining(deadline).map_or(0, |left| (left / 10).min(250_000_000));
         while missing > 0 {
-            match wait_readable(ctl, deadline) {
+            match wait_readable(ctl, give_up) {
                 Ok(true) => {}
                 Ok(false) => {
                     let late = (1..nt).find(|&u| seen[u] == 0 && plan.tasks[u].files == 0).unwrap_or(0);
