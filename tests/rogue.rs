@@ -56,7 +56,8 @@ impl Rogue {
         let get = |k: &str| -> usize {
             line.split(' ').find_map(|w| w.strip_prefix(&format!("{k}="))).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{k} in {line}"))
         };
-        (get("seen"), get("won"), get("accepted"), get("got"), line)
+        let received: Vec<&str> = o.stdout.lines().filter_map(|l| l.find("ROGUE received").map(|i| &l[i..])).collect();
+        (get("seen"), get("won"), get("accepted"), get("got"), format!("{line} {received:?}"))
     }
 }
 
@@ -147,24 +148,30 @@ fn flood_restore(uid: u32, batch: &[&str]) {
     let rf = rogue_file(&d);
     let p = busy_plan(&d);
     let plan = plan_file(&d, &p);
-    let s = session(if uid == 0 { "flood" } else { "floodnb" });
-    let n = names(&plan, &s, batch);
-    let mut all: Vec<String> = n.home.values().cloned().collect();
-    all.extend(n.rx.iter().map(|r| r.name.clone()));
-    all.extend(n.other.iter().map(|l| l.rsplit(' ').next().unwrap().to_string()));
+    // A session per round, every name of all of them told to the rogue up front: the flood meets
+    // every stage of the restore many times. (Not one session for every round: a watching rogue
+    // of another test would see its names and could take them between rounds.)
+    let base = session(if uid == 0 { "flood" } else { "floodnb" });
+    let sessions: Vec<String> = (0..30).map(|i| format!("{base}r{i}")).collect();
+    let mut all: Vec<String> = Vec::new();
+    for s in &sessions {
+        let n = names(&plan, s, batch);
+        all.extend(n.home.values().cloned());
+        all.extend(n.rx.iter().map(|r| r.name.clone()));
+        all.extend(n.other.iter().map(|l| l.rsplit(' ').next().unwrap().to_string()));
+    }
     let rogue = Rogue::start(uid, 5, &rf, &all);
-    // Round after round with the same session (a session can be used again once over), so the
-    // flood meets every stage of the restore many times.
     let t = Instant::now();
     let mut rounds = 0;
-    while t.elapsed() < Duration::from_secs(3) || rounds < 3 {
+    while (t.elapsed() < Duration::from_secs(3) || rounds < 3) && rounds < sessions.len() {
+        let s = &sessions[rounds];
         let mut procs: Vec<(u16, Spawned)> = p
             .task_ids()
             .into_iter()
             .map(|t| {
                 let mut a = vec!["--timeout", "10"];
                 a.extend_from_slice(batch);
-                let mut c = restore_cmd(&plan, t, &s, &a);
+                let mut c = restore_cmd(&plan, t, s, &a);
                 c.args(["--", "/bin/sleep", "100"]);
                 (t, Spawned::spawn(c))
             })
@@ -258,9 +265,11 @@ fn received_from_fdslot(s: &OwnedFd) -> usize {
                     let k = ((*c).cmsg_len as usize - libc::CMSG_LEN(0) as usize) / 4;
                     for i in 0..k {
                         let fd = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast::<i32>().add(i));
+                        // A rogue's file may be deleted by now: its test is over.
                         let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap_or_default();
-                        if !target.ends_with("rogue") {
-                            eprintln!("ROGUE received {}", target.display());
+                        let target = target.to_string_lossy();
+                        if !(target.ends_with("/rogue") || target.ends_with("/rogue (deleted)")) {
+                            println!("ROGUE received {target}");
                             n += 1;
                         }
                         libc::close(fd);
