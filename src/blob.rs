@@ -92,8 +92,9 @@ pub struct Checked<'a> {
 }
 
 /// Checks every argument and parses the plan, with no side effect (nothing closed, mapped
-/// memory aside): the part of the entry a fuzzer can drive. On refusal, the error line.
-pub fn check_args<'a>(args: &'a BlobArgs, text: &'a [u8], line: &mut Line<400>) -> Result<Checked<'a>, ()> {
+/// memory aside): the part of the entry a fuzzer can drive. Refused: the error line.
+pub fn check_args<'a>(args: &'a BlobArgs, text: &'a [u8]) -> Result<Checked<'a>, Line<400>> {
+    let mut line = Line::<400>::new();
     let sess_len = args.session.iter().position(|&b| b == 0).unwrap_or(32);
     let session = &args.session[..sess_len];
     if args.plan_len as usize != text.len()
@@ -107,18 +108,18 @@ pub fn check_args<'a>(args: &'a BlobArgs, text: &'a [u8], line: &mut Line<400>) 
         || args.flags == FLAG_KEEP_OTHERS
     {
         line.str("fdslot: blob: bad arguments (plan, session, batch, task or flags)");
-        return Err(());
+        return Err(line);
     }
     let plan = match parse::load(text) {
         Ok(p) => p,
         Err(mut e) => {
             line.str("fdslot: plan line ").num(e.line as u64).str(": ").push(e.msg.as_bytes());
-            return Err(());
+            return Err(line);
         }
     };
     let Some(task) = plan.task_by_id(args.task as u16).filter(|&t| plan.tasks[t].files == 0) else {
         line.str("fdslot: blob: the task is not in the plan, or shares another task's table");
-        return Err(());
+        return Err(line);
     };
     let mut keep = heapless::Vec::<u32, { crate::restore::MAX_KEEP }>::new();
     if !args.keep.is_null() {
@@ -127,7 +128,7 @@ pub fn check_args<'a>(args: &'a BlobArgs, text: &'a [u8], line: &mut Line<400>) 
         for &k in given {
             if !keep.contains(&k) && keep.push(k).is_err() {
                 line.str("fdslot: blob: more than 64 fds to keep");
-                return Err(());
+                return Err(line);
             }
         }
         crate::sort::sort_by_key(&mut keep, |&k| k);
@@ -138,14 +139,14 @@ pub fn check_args<'a>(args: &'a BlobArgs, text: &'a [u8], line: &mut Line<400>) 
 }
 
 fn restore(args: &BlobArgs) -> u8 {
-    let mut line = Line::<400>::new();
     if args.plan.is_null() || args.plan_len as usize > crate::plan::MAX_PLAN_BYTES {
         return reject(args, b"fdslot: blob: bad arguments (plan, session, batch, task or flags)");
     }
     // SAFETY: the caller vouches for plan and plan_len.
     let text = unsafe { core::slice::from_raw_parts(args.plan, args.plan_len as usize) };
-    let Ok(c) = check_args(args, text, &mut line) else {
-        return reject(args, line.as_bytes());
+    let c = match check_args(args, text) {
+        Ok(c) => c,
+        Err(mut line) => return reject(args, line.as_bytes()),
     };
     let deadline = proc::monotonic_ns() + c.timeout_ms * 1_000_000;
     let (plan, t, keep) = (&c.plan, c.task, &c.keep);

@@ -4,7 +4,6 @@
 #![no_main]
 
 use fdslot::blob::{check_args, BlobArgs};
-use fdslot::text::Line;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -40,8 +39,7 @@ fn check_one(data: &[u8]) {
         keep_len: keep.len() as u32,
         flags: (head[14] & 7) as u32,
     };
-    let mut line = Line::<400>::new();
-    match check_args(&args, plan, &mut line) {
+    match check_args(&args, plan) {
         Ok(c) => {
             assert!(c.task < c.plan.tasks.len() && c.plan.tasks[c.task].files == 0);
             assert_eq!(c.plan.tasks[c.task].id as u32, args.task);
@@ -50,7 +48,7 @@ fn check_one(data: &[u8]) {
             assert!(c.keep.windows(2).all(|w| w[0] < w[1]), "keep sorted and deduplicated");
             assert!(!c.session.is_empty() && c.session.len() <= 32);
         }
-        Err(()) => {
+        Err(mut line) => {
             let l = line.as_bytes();
             assert!(l.starts_with(b"fdslot: ") && l.iter().all(|&b| (0x20..0x7f).contains(&b)), "{l:?}");
         }
