@@ -38,6 +38,29 @@ pub struct Session<'a> {
 /// The most `--keep` fds.
 pub const MAX_KEEP: usize = 64;
 
+/// Receiving sockets bound at once per (receiver, opener): more are bound as files arrive, and
+/// the opener is told with a credit. Few names are bound at any moment, so the kernel's 256
+/// abstract-name buckets stay short however many fds the plan has (the seed's form binds one
+/// socket per fd).
+pub const WINDOW: u32 = 256;
+/// Sockets bound (and credited) at a time while the window slides.
+const REFILL: u32 = 64;
+
+/// What this task receives from one opener: batches `first..end` (in the order the opener sends
+/// them); `next` is the next to arrive, `bound` the first whose socket is not bound yet.
+#[derive(Clone, Copy, Default)]
+struct Run {
+    first: u32,
+    end: u32,
+    next: u32,
+    bound: u32,
+    /// A credit the opener's full queue refused: sent again when the socket is writable.
+    owed: u32,
+}
+
+// SAFETY: plain integers, valid when zero.
+unsafe impl crate::arena::Zeroable for Run {}
+
 struct Task<'a, 'p, 'r> {
     plan: &'a Plan<'p>,
     roles: &'a mut Roles<'r>,
@@ -45,8 +68,14 @@ struct Task<'a, 'p, 'r> {
     id: u16,
     session: &'a Session<'a>,
     home: Fd,
-    npending: usize,
     uid: u32,
+    runs: &'a mut [Run],
+    /// Batches still to receive.
+    remaining: usize,
+    /// Per receiver (task index): batches below this index may be sent (beyond the window).
+    credit: &'a mut [u32],
+    /// Some receiver of ours slides its window: credits arrive at the home socket.
+    credited: bool,
 }
 
 /// Rebuilds task `t`'s fd table in the calling process. On success the table is exactly the
@@ -83,7 +112,11 @@ pub fn restore_task(
     }
     let existing = preserved.as_ref().map_or(&[][..], |p| p.existing);
     let mut slots = Slots::new(planned, session.keep, limit, barrier.fds(), &inherited, existing);
-    let mut task = Task { plan, roles, t, id: plan.tasks[t].id, session, home: -1, npending: 0, uid: proc::getuid() };
+    let nt = plan.tasks.len();
+    let mut run_arena = crate::arena::Arena::map(crate::arena::bytes_for::<Run>(nt) + crate::arena::bytes_for::<u32>(nt)).map_err(|e| Failure::sys(t, "mmap", e))?;
+    let runs = run_arena.take::<Run>(nt);
+    let credit = run_arena.take::<u32>(nt);
+    let mut task = Task { plan, roles, t, id: plan.tasks[t].id, session, home: -1, uid: proc::getuid(), runs, remaining: 0, credit, credited: false };
     let result = task.prepare_and_run(&mut slots, barrier, preserved.as_mut());
     if task.home >= 0 {
         let _ = fd::close(task.home);
@@ -269,6 +302,10 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             self.home = move_to(s, to).map_err(|e| Failure::sys(t, "dup3 (home socket)", e))?;
             let name = self.session.names.home(self.id);
             sock::bind(self.home, &name).map_err(|e| bind_failure(t, e, "bind (home socket)"))?;
+            self.credited = self.roles.sends(t).iter().any(|&k| self.roles.batches[k as usize].index >= WINDOW);
+            if self.credited {
+                sock::set_socket_int(self.home, n::SO_PASSCRED, 1).map_err(|e| Failure::sys(t, "setsockopt SO_PASSCRED", e))?;
+            }
         }
         barrier.prepare(self.plan, &self.session.names, slots, t, deadline)?;
         self.park_sockets(barrier.abort_fd())?;
@@ -297,40 +334,121 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         &self.plan.targets[i as usize]
     }
 
-    /// One receiving socket per batch, bound, connected to its opener's home, parked in its slot.
+    /// Splits what this task receives into runs, one per opener, and binds each run's first
+    /// window of sockets.
     fn park_sockets(&mut self, abort_fd: Fd) -> Result<(), Failure> {
         let t = self.t;
         let (tb, te) = (self.roles.task_batches[t] as usize, self.roles.task_batches[t + 1] as usize);
-        for bi in tb..te {
-            let b = self.roles.batches[bi];
-            let slot = b.slot;
-            let obj = self.target(self.roles.recv[b.first as usize]).object;
-            let end = self.target(self.roles.recv[b.first as usize]).end;
-            let fail = |f: Failure| f.at_fd(slot).on(obj, end);
-            let s = sock::socket_unix(n::SOCK_DGRAM | sock::SOCK_CLOEXEC).map_err(|e| fail(Failure::sys(t, "socket", e)))?;
-            if s as u32 != slot {
-                fd::dup3(s, slot as Fd, g::O_CLOEXEC).map_err(|e| fail(Failure::sys(t, "dup3 (socket into slot)", e)))?;
-                fd::close(s).map_err(|e| fail(Failure::sys(t, "close", e)))?;
+        let mut nruns = 0;
+        let mut bi = tb;
+        while bi < te {
+            let opener = self.roles.batches[bi].opener;
+            let mut end = bi;
+            while end < te && self.roles.batches[end].opener == opener {
+                end += 1;
             }
-            let s = slot as Fd;
-            sock::set_socket_int(s, n::SO_PASSCRED, 1).map_err(|e| fail(Failure::sys(t, "setsockopt SO_PASSCRED", e)))?;
-            let opener_id = self.plan.tasks[b.opener as usize].id;
-            let name = self.session.names.rx(self.id, opener_id, b.index);
-            sock::bind(s, &name).map_err(|e| fail(bind_failure(t, e, "bind (receiving socket)")))?;
-            match barrier::connect_when_bound(s, &self.session.names.home(opener_id), self.session.deadline, abort_fd) {
-                Ok(barrier::Reached::Connected) => {}
-                Ok(barrier::Reached::Aborted) => return Err(fail(Failure::new(EXIT_PEER, t, "aborted by the parent (another process failed)"))),
-                Ok(barrier::Reached::TimedOut) => {
-                    return Err(fail(Failure::new(EXIT_PEER, t, "timed out waiting for")
-                        .peer(b.opener as usize)
-                        .then(" to bind (not started, another plan or options, or another network namespace)")))
-                }
-                Err(e) => return Err(fail(Failure::sys(t, "connect (receiving socket)", e))),
+            self.runs[nruns] = Run { first: bi as u32, end: end as u32, next: bi as u32, bound: bi as u32, owed: 0 };
+            nruns += 1;
+            bi = end;
+        }
+        self.runs = &mut core::mem::take(&mut self.runs)[..nruns];
+        self.remaining = te - tb;
+        for k in 0..nruns {
+            let r = self.runs[k];
+            let upto = r.end.min(r.first + WINDOW);
+            for bi in r.first..upto {
+                self.bind_socket(bi as usize, abort_fd)?;
             }
-            self.roles.pending[self.npending] = bi as u32;
-            self.npending += 1;
+            self.runs[k].bound = upto;
         }
         Ok(())
+    }
+
+    /// Batch `bi`'s receiving socket: bound, connected to its opener's home, parked in its slot.
+    fn bind_socket(&mut self, bi: usize, abort_fd: Fd) -> Result<(), Failure> {
+        let t = self.t;
+        let b = self.roles.batches[bi];
+        let slot = b.slot;
+        let obj = self.target(self.roles.recv[b.first as usize]).object;
+        let end = self.target(self.roles.recv[b.first as usize]).end;
+        let fail = |f: Failure| f.at_fd(slot).on(obj, end);
+        let s = sock::socket_unix(n::SOCK_DGRAM | sock::SOCK_CLOEXEC).map_err(|e| fail(Failure::sys(t, "socket", e)))?;
+        if s as u32 != slot {
+            fd::dup3(s, slot as Fd, g::O_CLOEXEC).map_err(|e| fail(Failure::sys(t, "dup3 (socket into slot)", e)))?;
+            fd::close(s).map_err(|e| fail(Failure::sys(t, "close", e)))?;
+        }
+        let s = slot as Fd;
+        sock::set_socket_int(s, n::SO_PASSCRED, 1).map_err(|e| fail(Failure::sys(t, "setsockopt SO_PASSCRED", e)))?;
+        let opener_id = self.plan.tasks[b.opener as usize].id;
+        let name = self.session.names.rx(self.id, opener_id, b.index);
+        sock::bind(s, &name).map_err(|e| fail(bind_failure(t, e, "bind (receiving socket)")))?;
+        match barrier::connect_when_bound(s, &self.session.names.home(opener_id), self.session.deadline, abort_fd) {
+            Ok(barrier::Reached::Connected) => Ok(()),
+            Ok(barrier::Reached::Aborted) => Err(fail(Failure::new(EXIT_PEER, t, "aborted by the parent (another process failed)"))),
+            Ok(barrier::Reached::TimedOut) => Err(fail(Failure::new(EXIT_PEER, t, "timed out waiting for")
+                .peer(b.opener as usize)
+                .then(" to bind (not started, another plan or options, or another network namespace)"))),
+            Err(e) => Err(fail(Failure::sys(t, "connect (receiving socket)", e))),
+        }
+    }
+
+    /// Slides run `k`'s window once enough of it has arrived: binds the next sockets, then
+    /// tells the opener (from the last socket bound, so that its name vouches for the credit).
+    fn refill(&mut self, k: usize, abort_fd: Fd) -> Result<(), Failure> {
+        let r = self.runs[k];
+        let want = (r.next + WINDOW).min(r.end);
+        if want <= r.bound || (want - r.bound < REFILL && want < r.end) {
+            return Ok(());
+        }
+        for bi in r.bound..want {
+            self.bind_socket(bi as usize, abort_fd)?;
+        }
+        self.runs[k].bound = want;
+        self.runs[k].owed = want;
+        self.send_credit(k)
+    }
+
+    /// Sends run `k`'s owed credit, if any; a full queue at the opener leaves it owed.
+    fn send_credit(&mut self, k: usize) -> Result<(), Failure> {
+        let r = self.runs[k];
+        if r.owed == 0 {
+            return Ok(());
+        }
+        let last = self.roles.batches[r.owed as usize - 1];
+        let opener_id = self.plan.tasks[last.opener as usize].id;
+        let header = Header::credit(self.id, opener_id, last.index + 1, self.session.names.plan_hash);
+        match transport::send_credit(last.slot as Fd, &header) {
+            Ok(()) => {
+                self.runs[k].owed = 0;
+                Ok(())
+            }
+            Err(e) if e == Errno::AGAIN || e == Errno::INTR => Ok(()),
+            Err(e) => Err(Failure::sys(self.t, "send (credit to", e).peer(last.opener as usize).then(")")),
+        }
+    }
+
+    /// Takes the credits queued at the home socket. Only a credit from the receiver's own
+    /// socket (its name, its uid, and under `run` its pid) counts; anything else is dropped.
+    fn take_credits(&mut self, barrier: &Barrier<'_>) {
+        let mut got = Received::new();
+        while transport::recv_batch(self.home, &mut got).is_ok() {
+            got.discard();
+            let h = got.payload.header;
+            if got.len != core::mem::size_of::<Header>() || h.magic != transport::CREDIT_MAGIC || h.opener != self.id || h.plan_hash != self.session.names.plan_hash || h.index == 0 {
+                continue;
+            }
+            let Some(r) = self.plan.task_by_id(h.receiver) else { continue };
+            let from_ok = got.from.name_bytes() == self.session.names.rx(h.receiver, self.id, h.index - 1).name_bytes();
+            let creds_ok = match (got.creds, barrier.pid_of(r)) {
+                (Some((_, uid)), _) if uid != self.uid => false,
+                (Some((pid, _)), Some(want)) => pid == want,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if from_ok && creds_ok && h.index > self.credit[r] {
+                self.credit[r] = h.index;
+            }
+        }
     }
 
     /// Opens every object this task is the opener of and places it in its own slots; files it
@@ -434,6 +552,9 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
                 slots[i] = x.fd;
             }
             let n = b.count as usize;
+            while b.index >= WINDOW && b.index >= self.credit[b.receiver as usize] {
+                self.pump(None, barrier)?;
+            }
             let header = Header::for_batch(&b, receiver_id, self.id, self.session.names.plan_hash);
             let to = self.session.names.rx(receiver_id, self.id, b.index);
             loop {
@@ -460,22 +581,30 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
 
     /// Takes what has arrived; then waits, until the deadline, for the rest.
     fn receive_rest(&mut self, barrier: &Barrier<'_>) -> Result<(), Failure> {
-        let mut i = 0;
-        while i < self.npending {
-            if self.try_receive(self.roles.pending[i], barrier)? {
-                self.npending -= 1;
-                self.roles.pending[i] = self.roles.pending[self.npending];
-            } else {
-                i += 1;
-            }
+        for k in 0..self.runs.len() {
+            self.drain_run(k, barrier)?;
         }
-        while self.npending > 0 {
+        while self.remaining > 0 {
             self.pump(None, barrier)?;
         }
         Ok(())
     }
 
-    /// Waits for any pending socket (and `tx` writable, if given), then receives what is ready.
+    /// Receives run `k`'s messages in order while they are there, then slides its window.
+    fn drain_run(&mut self, k: usize, barrier: &Barrier<'_>) -> Result<(), Failure> {
+        loop {
+            let r = self.runs[k];
+            if r.next >= r.bound || !self.try_receive(r.next, barrier)? {
+                break;
+            }
+            self.runs[k].next += 1;
+            self.remaining -= 1;
+        }
+        self.refill(k, barrier.abort_fd())
+    }
+
+    /// Waits for the next message of any run (and `tx` writable, if given; credits, if any
+    /// come), then takes what is ready.
     fn pump(&mut self, tx: Option<Fd>, barrier: &Barrier<'_>) -> Result<(), Failure> {
         self.pump_until(tx, barrier, self.session.deadline)
     }
@@ -486,14 +615,31 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
     }
 
     fn pump_until(&mut self, tx: Option<Fd>, barrier: &Barrier<'_>, until: u64) -> Result<(), Failure> {
-        let np = self.npending;
-        for i in 0..np {
-            let b = &self.roles.batches[self.roles.pending[i] as usize];
-            self.roles.pollfds[i] = g::pollfd { fd: b.slot as Fd, events: g::POLLIN as i16, revents: 0 };
+        // Only the head of each run: an opener sends a run in order, so nothing behind the
+        // head can be there before it. One poll entry per opener, however many fds.
+        let mut total = 0;
+        for k in 0..self.runs.len() {
+            let r = self.runs[k];
+            if r.next < r.bound {
+                self.roles.pollfds[total] = g::pollfd { fd: self.roles.batches[r.next as usize].slot as Fd, events: g::POLLIN as i16, revents: 0 };
+                self.roles.pending[total] = k as u32;
+                total += 1;
+            }
+            if r.owed != 0 {
+                let last = self.roles.batches[r.owed as usize - 1].slot as Fd;
+                self.roles.pollfds[total] = g::pollfd { fd: last, events: g::POLLOUT as i16, revents: 0 };
+                self.roles.pending[total] = k as u32 | 1 << 31;
+                total += 1;
+            }
         }
-        let mut total = np;
+        let heads = total;
         if let Some(tx) = tx {
             self.roles.pollfds[total] = g::pollfd { fd: tx, events: g::POLLOUT as i16, revents: 0 };
+            total += 1;
+        }
+        let home = if self.credited { self.home } else { -1 };
+        if home >= 0 {
+            self.roles.pollfds[total] = g::pollfd { fd: home, events: g::POLLIN as i16, revents: 0 };
             total += 1;
         }
         // A parent tool may abort the group while this task waits for files.
@@ -515,24 +661,35 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         if watch >= 0 && self.roles.pollfds[total - 1].revents != 0 {
             return Err(Failure::new(EXIT_PEER, self.t, "aborted by the parent (another process failed)"));
         }
-        // Walk backwards so that swap-removal keeps unvisited entries in place.
-        let mut i = np;
-        while i > 0 {
-            i -= 1;
-            if self.roles.pollfds[i].revents != 0 && self.try_receive(self.roles.pending[i], barrier)? {
-                self.npending -= 1;
-                self.roles.pending[i] = self.roles.pending[self.npending];
+        if home >= 0 && self.roles.pollfds[total - 1 - (watch >= 0) as usize].revents != 0 {
+            self.take_credits(barrier);
+        }
+        for i in 0..heads {
+            if self.roles.pollfds[i].revents == 0 {
+                continue;
+            }
+            let tag = self.roles.pending[i];
+            let k = (tag & !(1 << 31)) as usize;
+            if tag & 1 << 31 != 0 {
+                self.send_credit(k)?;
+            } else {
+                self.drain_run(k, barrier)?;
             }
         }
-        if proc::monotonic_ns() >= self.session.deadline && self.npending > 0 {
+        if proc::monotonic_ns() >= self.session.deadline && (self.remaining > 0 || tx.is_some()) {
             return Err(self.timeout());
         }
         Ok(())
     }
 
     fn timeout(&self) -> Failure {
-        let b = &self.roles.batches[self.roles.pending[0] as usize];
-        Failure::new(EXIT_PEER, self.t, "timed out waiting for files from").peer(b.opener as usize).at_fd(b.slot)
+        match self.runs.iter().find(|r| r.next < r.end) {
+            Some(r) => {
+                let b = &self.roles.batches[r.next as usize];
+                Failure::new(EXIT_PEER, self.t, "timed out waiting for files from").peer(b.opener as usize).at_fd(b.slot)
+            }
+            None => Failure::new(EXIT_PEER, self.t, "timed out sending files (its receivers did not take them)"),
+        }
     }
 
     /// Receives batch `bi` if its message is there; checks it came from the planned opener and
