@@ -16,6 +16,7 @@ not judged).
 """
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -37,6 +38,43 @@ def shared_plan(path, files, children):
         lines.append(f"reg {i + 1} {path} flags=rdonly")
         lines.extend(f"  at {t}:{i + 3}" for t in range(1, children + 2))
     return "\n".join(lines) + "\n"
+
+
+def tasks_only_plan(children):
+    """The fork+exit floor: the same tasks with no fds at all."""
+    return "\n".join(["fdslot 1", "task 1"] + [f"task {t} parent=1" for t in range(2, children + 2)]) + "\n"
+
+
+def syscalls(plan_text, batch, tmp):
+    """Syscalls of one `run --stop` (run and every task), counted by strace -f -c; None when
+    strace is not installed."""
+    if not shutil.which("strace"):
+        return None
+    plan_file = os.path.join(tmp, "plan-strace")
+    with open(plan_file, "w") as f:
+        f.write(plan_text)
+    out = os.path.join(tmp, "strace.out")
+    p = subprocess.Popen(["strace", "-f", "-c", "-o", out, FDSLOT, "run", plan_file, "--stop", "--batch", str(batch),
+                          "--timeout", "60"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    pids = []
+    for line in p.stdout:
+        w = line.split()
+        if w[:1] == [b"task"]:
+            pids.append(int(w[3]))
+        elif w == [b"ready"]:
+            break
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    p.wait()
+    with open(out) as f:
+        for line in f:
+            w = line.split()
+            if w and w[-1] == "total":
+                return int(w[3]) if len(w) >= 5 else int(w[2])
+    return None
 
 
 def private_plan(path, files, children):
@@ -182,23 +220,27 @@ def main():
     with open(target, "w") as f:
         f.write("x")
     rows, series = [], {}
+    forks = {}
     for children in (1, 4):
+        forks[children] = measure(tasks_only_plan(children), 253, reps, tmp)[0]
         for n in sizes:
             fds = n * (children + 1)
             floor_ms, _ = measure(private_plan(target, n, children), 253, reps, tmp)
             for batch in (1, 253):
-                ms, rss = measure(shared_plan(target, n, children), batch, reps, tmp)
+                plan = shared_plan(target, n, children)
+                ms, rss = measure(plan, batch, reps, tmp)
                 us_fd = ms * 1000.0 / fds
                 criu = CRIU_MS.get((n, children))
+                calls = syscalls(plan, batch, tmp)
                 rows.append((f"{n} files x {children + 1} tasks", batch, fds, ms, us_fd, ms / floor_ms, rss,
-                             f"{criu / ms:.0f}x" if criu else ""))
+                             f"{criu / ms:.0f}x" if criu else "", calls / fds if calls else None, floor_ms))
                 series.setdefault(f"K={children} batch={batch}", []).append((fds, us_fd))
     many = [(10, 100)] if quick else [(100, 1000), (1000, 100)]
     for tasks, per in many:
         text, fds = random_plan(target, tasks, per, seed=tasks)
         for batch in (1, 253):
             ms, rss = measure(text, batch, max(1, reps // 2 + 1), tmp)
-            rows.append((f"{tasks} tasks x {per} fds, random sharing", batch, fds, ms, ms * 1000.0 / fds, None, rss, ""))
+            rows.append((f"{tasks} tasks x {per} fds, random sharing", batch, fds, ms, ms * 1000.0 / fds, None, rss, "", None, None))
     inject_reps = 3 if quick else 21
     move = f"fdslot 1\ntask 1\nreg 1 {target} flags=wronly\n  at 1:1\n"
     shared = "fdslot 1\ntask 1\ntask 2\n" + "".join(
@@ -209,12 +251,16 @@ def main():
     blob_size = os.stat(BLOB).st_size
     lines = ["# fdslot run --stop: restore time (medians of %d)" % reps, "",
              f"fdslot stripped size: {size} bytes; fdslot.blob: {blob_size} bytes", "",
-             "| plan | --batch | fds | ms | us/fd | vs floor | peak RSS/task (KiB) | vs CRIU 4.2 |",
-             "|---|---|---|---|---|---|---|---|"]
-    for name, batch, fds, ms, us, ratio, rss, criu in rows:
+             "| plan | --batch | fds | ms | us/fd | floor ms | vs floor | syscalls/fd | peak RSS/task (KiB) | vs CRIU 4.2 |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, batch, fds, ms, us, ratio, rss, criu, calls, floor_ms in rows:
         r = f"{ratio:.2f}" if ratio else ""
-        lines.append(f"| {name} | {batch} | {fds} | {ms:.1f} | {us:.2f} | {r} | {rss} | {criu} |")
+        c = f"{calls:.1f}" if calls else ""
+        fl = f"{floor_ms:.1f}" if floor_ms else ""
+        lines.append(f"| {name} | {batch} | {fds} | {ms:.1f} | {us:.2f} | {fl} | {r} | {c} | {rss} | {criu} |")
     lines += ["", "floor: the same tasks and fds, every fd a private open in its own task (nothing sent).",
+              "fork+exit floor (the same tasks, no fds): " + ", ".join(f"{k + 1} tasks: {v:.1f} ms" for k, v in forks.items()) + ".",
+              "syscalls/fd: every syscall of run and its tasks (strace -f -c), over the plan's fds.",
               "CRIU 4.2 times (same machine kind, whole restore): " +
               ", ".join(f"N={n} K={k}: {v:.0f} ms" for (n, k), v in CRIU_MS.items()) + "."]
     lines += ["", f"## fdslot inject (medians of {inject_reps}, whole command: seize, inject, restore, release)", "",
