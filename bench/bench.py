@@ -40,6 +40,26 @@ def shared_plan(path, files, children):
     return "\n".join(lines) + "\n"
 
 
+def read_until_ready(p):
+    """The task pids `run --stop` prints, up to its `ready` line."""
+    pids = []
+    for line in p.stdout:
+        w = line.split()
+        if w[:1] == [b"task"]:
+            pids.append(int(w[3]))
+        elif w == [b"ready"]:
+            break
+    return pids
+
+
+def kill_all(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def tasks_only_plan(children):
     """The fork+exit floor: the same tasks with no fds at all."""
     return "\n".join(["fdslot 1", "task 1"] + [f"task {t} parent=1" for t in range(2, children + 2)]) + "\n"
@@ -56,18 +76,8 @@ def syscalls(plan_text, batch, tmp):
     out = os.path.join(tmp, "strace.out")
     p = subprocess.Popen(["strace", "-f", "-c", "-o", out, FDSLOT, "run", plan_file, "--stop", "--batch", str(batch),
                           "--timeout", "60"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    pids = []
-    for line in p.stdout:
-        w = line.split()
-        if w[:1] == [b"task"]:
-            pids.append(int(w[3]))
-        elif w == [b"ready"]:
-            break
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    pids = read_until_ready(p)
+    kill_all(pids)
     p.wait()
     with open(out) as f:
         for line in f:
@@ -112,13 +122,7 @@ def run_once(plan_file, batch):
     start = time.perf_counter()
     p = subprocess.Popen([FDSLOT, "run", plan_file, "--stop", "--batch", str(batch), "--timeout", "60"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    pids = []
-    for line in p.stdout:
-        w = line.split()
-        if w[:1] == [b"task"]:
-            pids.append(int(w[3]))
-        elif w == [b"ready"]:
-            break
+    pids = read_until_ready(p)
     elapsed = time.perf_counter() - start
     if not pids:
         err = p.stderr.read().decode()
@@ -133,11 +137,7 @@ def run_once(plan_file, batch):
                         rss = max(rss, int(l.split()[1]))
         except OSError:
             pass
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill_all(pids)
     p.wait()
     return elapsed * 1000.0, rss
 
