@@ -354,7 +354,7 @@ impl<'a> Barrier<'a> {
                 Err(e) => return Err(Failure::sys(t, "poll (barrier socket)", e)),
             }
             let mut got = super::transport::Received::new();
-            match super::transport::recv_batch(ctl, &mut got) {
+            match super::transport::recv_batch(ctl, &mut got, true) {
                 Ok(()) => {}
                 Err(e) if e == Errno::AGAIN || e == Errno::INTR => continue,
                 Err(e) => return Err(Failure::sys(t, "recvmsg (barrier socket)", e)),

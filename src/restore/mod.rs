@@ -10,7 +10,7 @@ pub mod roles;
 pub mod slots;
 pub mod transport;
 
-use crate::plan::{file_of, Plan, Target, KIND_INHERIT, KIND_REOPEN};
+use crate::plan::{file_of, Plan, Target, KIND_INHERIT, KIND_REG, KIND_REOPEN};
 use crate::report::{Failure, EXIT_PEER, EXIT_RESTORE, EXIT_USAGE};
 use crate::sys::socket::{self as sock};
 use crate::sys::{fd, proc, Errno, Fd};
@@ -290,7 +290,9 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             Some(p) => p.park(slots).map_err(|(at, what, e)| Failure::sys(t, what, e).at_fd(at))?,
             None => close_unplanned(self.session.keep, &barrier.fds(), &adopted).map_err(|e| Failure::sys(t, "close_range", e))?,
         }
-        self.run(slots, barrier)
+        let result = self.run(slots, barrier);
+        slots.drop_fillers();
+        result
     }
 
     fn run(&mut self, slots: &mut Slots<'_>, barrier: &mut Barrier<'_>) -> Result<(), Failure> {
@@ -308,6 +310,8 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             }
         }
         barrier.prepare(self.plan, &self.session.names, slots, t, deadline)?;
+        let base = [self.home, barrier.chan_fd, barrier.ctl_fd, barrier.err_fd].into_iter().find(|&f| f >= 0).unwrap_or(-1);
+        slots.fill_holes(base);
         self.park_sockets(barrier.abort_fd())?;
         barrier.bound(self.plan, &self.session.names, t, deadline)?;
         self.open_own(slots)?;
@@ -431,7 +435,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
     /// socket (its name, its uid, and under `run` its pid) counts; anything else is dropped.
     fn take_credits(&mut self, barrier: &Barrier<'_>) {
         let mut got = Received::new();
-        while transport::recv_batch(self.home, &mut got).is_ok() {
+        while transport::recv_batch(self.home, &mut got, true).is_ok() {
             got.discard();
             let h = got.payload.header;
             if got.len != core::mem::size_of::<Header>() || h.magic != transport::CREDIT_MAGIC || h.opener != self.id || h.plan_hash != self.session.names.plan_hash || h.index == 0 {
@@ -460,6 +464,12 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             let oi = self.roles.opened[k];
             let obj = self.plan.objects[oi as usize];
             let base = if obj.kind == KIND_REOPEN { self.held(file_of(obj.value as u32, obj.extra as u8)) } else { -1 };
+            // A regular file is opened with the FD_CLOEXEC its slot wants: no fcntl after.
+            let reg_cloexec = match self.roles.opener_rep[file_of(oi, 0)] {
+                0 => true,
+                rep => self.target(rep - 1).cloexec != 0,
+            };
+            let src_cloexec = obj.kind != KIND_REG || reg_cloexec;
             let opened = if obj.kind == KIND_INHERIT {
                 // Adopted at the start: it already sits in the service range.
                 let f = file_of(oi, 0);
@@ -470,7 +480,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
                 self.roles.held_fd[f] = 0;
                 Ok(open::Opened { fds: [held, -1], n: 1 })
             } else {
-                open::open_object(self.plan, &obj, base)
+                open::open_object(self.plan, &obj, base, reg_cloexec)
             };
             let opened = opened.map_err(|(what, e)| {
                 let first = self.plan.targets.iter().find(|x| x.object == oi);
@@ -489,11 +499,11 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
                 let rep = self.roles.opener_rep[f];
                 if rep != 0 {
                     let x = self.target(rep - 1);
-                    moves[nm] = Move::new(src, x.fd as Fd, x.cloexec != 0, true);
+                    moves[nm] = Move::new(src, x.fd as Fd, x.cloexec != 0, src_cloexec);
                 } else if self.roles.sent[f] != 0 {
                     let to = slots.take().ok_or_else(|| Failure::new(EXIT_RESTORE, t, "no fd number left to hold a file").on(oi, end as u8))?;
                     self.roles.held_fd[f] = to + 1;
-                    moves[nm] = Move::new(src, to, true, true);
+                    moves[nm] = Move::new(src, to, true, src_cloexec);
                 } else {
                     // A pipe end nobody holds: the plan closes it.
                     fd::close(src).map_err(|e| Failure::sys(t, "close", e).on(oi, end as u8))?;
@@ -546,12 +556,12 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         for k in sb..se {
             let b = self.roles.batches[self.roles.send_order[k] as usize];
             let receiver_id = self.plan.tasks[b.receiver as usize].id;
-            for (i, &e) in self.roles.entries(&b).iter().enumerate() {
-                let x = self.target(e);
+            let n = b.count as usize;
+            for i in 0..n {
+                let x = self.target(self.roles.message_entry(&b, i));
                 fds[i] = self.held(file_of(x.object, x.end));
                 slots[i] = x.fd;
             }
-            let n = b.count as usize;
             while b.index >= WINDOW && b.index >= self.credit[b.receiver as usize] {
                 self.pump(None, barrier)?;
             }
@@ -698,15 +708,18 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         let t = self.t;
         let b: Batch = self.roles.batches[bi as usize];
         let mut got = Received::new();
-        match transport::recv_batch(b.slot as Fd, &mut got) {
+        // Most of the batch's fds come out as planned: no fcntl afterwards.
+        let entries = self.roles.entries(&b);
+        let cloexec = 2 * entries.iter().filter(|&&e| self.target(e).cloexec != 0).count() >= entries.len();
+        match transport::recv_batch(b.slot as Fd, &mut got, cloexec) {
             Ok(()) => {}
             Err(e) if e == Errno::AGAIN || e == Errno::INTR => return Ok(false),
             Err(e) => return Err(Failure::sys(t, "recvmsg", e).at_fd(b.slot)),
         }
         let opener_id = self.plan.tasks[b.opener as usize].id;
         let expected = Header::for_batch(&b, self.id, opener_id, self.session.names.plan_hash);
-        let entries = self.roles.entries(&b);
-        let slots_ok = got.slots().is_some_and(|s| s.iter().zip(entries).all(|(&s, &e)| s == self.target(e).fd));
+        let n = entries.len();
+        let slots_ok = got.slots().is_some_and(|s| s.len() == n && (0..n).all(|i| s[i] == self.target(self.roles.message_entry(&b, i)).fd));
         let creds_ok = match (got.creds, barrier.pid_of(b.opener as usize)) {
             (Some((_, uid)), _) if uid != self.uid => false,
             (Some((pid, _)), Some(want)) => pid == want,
@@ -728,12 +741,14 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             got.discard();
             return Err(Failure::new(EXIT_RESTORE, t, "refused ").then(why).at_fd(b.slot));
         }
+        // Moves in entry order: the socket's slot first (its fd came last), as parallel_move
+        // wants a first destination that may be replaced.
         let mut moves = [Move::default(); MAX_BATCH as usize];
         for (i, &e) in entries.iter().enumerate() {
             let x = self.target(e);
-            moves[i] = Move::new(got.fds[i], x.fd as Fd, x.cloexec != 0, true);
+            let from = got.fds[(i + n - 1) % n];
+            moves[i] = Move::new(from, x.fd as Fd, x.cloexec != 0, cloexec);
         }
-        let n = entries.len();
         if let Err((i, e)) = parallel_move(&mut moves[..n]) {
             let x = self.target(entries[i]);
             return Err(Failure::sys(t, "dup3", e).at_fd(x.fd).on(x.object, x.end));

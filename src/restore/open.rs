@@ -38,8 +38,9 @@ fn or_close<T>(f: Fd, r: Result<T, OpenError>) -> Result<T, OpenError> {
     r
 }
 
-/// Opens `o`. `base` is the opener's fd of a reopen's pipe end (unused for other kinds).
-pub fn open_object(plan: &Plan<'_>, o: &Object, base: Fd) -> Result<Opened, OpenError> {
+/// Opens `o`. `base` is the opener's fd of a reopen's pipe end (unused for other kinds). A
+/// regular file gets FD_CLOEXEC as `reg_cloexec` says; every other kind has it set.
+pub fn open_object(plan: &Plan<'_>, o: &Object, base: Fd, reg_cloexec: bool) -> Result<Opened, OpenError> {
     let one = |f: Fd| Opened { fds: [f, -1], n: 1 };
     let mut path = [0u8; MAX_PATH + 1];
     match o.kind {
@@ -105,7 +106,8 @@ pub fn open_object(plan: &Plan<'_>, o: &Object, base: Fd) -> Result<Opened, Open
         }
         _ => {
             let len = decode_path(plan, o.path, &mut path)?;
-            let f = fd::open(&path[..len], o.flags | g::O_CLOEXEC, o.mode).map_err(|e| ("open", e))?;
+            let cloexec = if o.kind != KIND_REG || reg_cloexec { g::O_CLOEXEC } else { 0 };
+            let f = fd::open(&path[..len], o.flags | cloexec, o.mode).map_err(|e| ("open", e))?;
             if o.pos != 0 {
                 or_close(f, fd::seek_to(f, o.pos).map(|_| ()).map_err(|e| ("lseek", e)))?;
             }

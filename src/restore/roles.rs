@@ -241,8 +241,16 @@ impl<'a> Roles<'a> {
         &self.opened[self.task_opened[t] as usize..self.task_opened[t + 1] as usize]
     }
 
-    /// The rep targets (indices into `plan.targets`) that batch `b` carries, in message order.
+    /// The rep targets (indices into `plan.targets`) that batch `b` carries, by fd.
     pub fn entries(&self, b: &Batch) -> &[u32] {
         &self.recv[b.first as usize..b.first as usize + b.count as usize]
+    }
+
+    /// Entry `i` of batch `b` in message order: the socket's own slot (the first entry) goes
+    /// last. The kernel installs received fds at the lowest free numbers, which then are the
+    /// batch's other slots, in order; only the last fd needs a move, over the socket.
+    pub fn message_entry(&self, b: &Batch, i: usize) -> u32 {
+        let e = self.entries(b);
+        e[(i + 1) % e.len()]
     }
 }

@@ -168,8 +168,9 @@ impl Received {
     }
 }
 
-/// Receives one message without blocking; Err(EAGAIN) when none is queued.
-pub fn recv_batch(sock_fd: Fd, out: &mut Received) -> Result<(), Errno> {
+/// Receives one message without blocking; Err(EAGAIN) when none is queued. The fds arrive with
+/// FD_CLOEXEC as `cloexec` says (the restorer never execs while they are in flight).
+pub fn recv_batch(sock_fd: Fd, out: &mut Received, cloexec: bool) -> Result<(), Errno> {
     let mut iov = g::iovec { iov_base: &mut out.payload as *mut _ as *mut _, iov_len: size_of::<Payload>() as _ };
     let mut control = Control([0; RIGHTS_SPACE + CREDS_SPACE + 16]);
     let mut msg = n::msghdr {
@@ -182,7 +183,8 @@ pub fn recv_batch(sock_fd: Fd, out: &mut Received) -> Result<(), Errno> {
         msg_flags: 0,
     };
     // SAFETY: every pointer in msg refers to a live buffer of the stated length.
-    let len = unsafe { sock::recvmsg(sock_fd, &mut msg, n::MSG_DONTWAIT | n::MSG_CMSG_CLOEXEC) }?;
+    let flags = n::MSG_DONTWAIT | if cloexec { n::MSG_CMSG_CLOEXEC } else { 0 };
+    let len = unsafe { sock::recvmsg(sock_fd, &mut msg, flags) }?;
     out.len = len;
     out.from.len = msg.msg_namelen as u32;
     out.nfds = 0;
