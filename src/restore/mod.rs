@@ -76,7 +76,13 @@ struct Task<'a, 'p, 'r> {
     credit: &'a mut [u32],
     /// Some receiver of ours slides its window: credits arrive at the home socket.
     credited: bool,
+    /// How many placeholders `Slots::fill_holes` may put down.
+    filler_budget: usize,
 }
+
+/// Fds an open (a FIFO's helper, a data= file, a pipe's two ends) or a received batch (one fd
+/// past its own slots) may hold for a moment, beyond what `check_limits` counts.
+const TRANSIENT_FDS: usize = 4;
 
 /// Rebuilds task `t`'s fd table in the calling process. On success the table is exactly the
 /// plan's (plus `keep`, plus the barrier's own fds, which the caller closes before exec).
@@ -88,7 +94,7 @@ pub fn restore_task(
     barrier: &mut Barrier<'_>,
 ) -> Result<(), Failure> {
     let planned = plan.task_targets(t);
-    let limit = check_limits(plan, roles, t, session, barrier)?;
+    let (limit, need) = check_limits(plan, roles, t, session, barrier)?;
     // Inherited descriptions are found at fixed numbers: collect them first, so that no
     // service number is handed out over one before it is adopted.
     let mut inherited: heapless::Vec<u32, { crate::plan::MAX_INHERIT_PER_TASK }> = heapless::Vec::new();
@@ -100,6 +106,7 @@ pub fn restore_task(
     }
     crate::sort::sort_by_key(&mut inherited, |&f| f);
     let mut preserved = None;
+    let mut extra_need = 0;
     let mut scan_arena;
     if session.preserve {
         scan_arena = crate::arena::Arena::map(preserve::Preserved::arena_bytes(limit, planned.len())).map_err(|e| Failure::sys(t, "mmap", e))?;
@@ -108,6 +115,7 @@ pub fn restore_task(
             e => Failure::sys(t, "listing the open fds", e),
         })?;
         check_room(plan, t, p.existing, service_need(plan, roles, t, barrier), limit)?;
+        extra_need = p.existing.len();
         preserved = Some(p);
     }
     let existing = preserved.as_ref().map_or(&[][..], |p| p.existing);
@@ -116,7 +124,10 @@ pub fn restore_task(
     let mut run_arena = crate::arena::Arena::map(crate::arena::bytes_for::<Run>(nt) + crate::arena::bytes_for::<u32>(nt)).map_err(|e| Failure::sys(t, "mmap", e))?;
     let runs = run_arena.take::<Run>(nt);
     let credit = run_arena.take::<u32>(nt);
-    let mut task = Task { plan, roles, t, id: plan.tasks[t].id, session, home: -1, uid: proc::getuid(), runs, remaining: 0, credit, credited: false };
+    // Placeholders may take what the restore will never need, less room for the few fds an
+    // open or a received batch holds for a moment.
+    let filler_budget = (limit as usize).saturating_sub(need + extra_need + TRANSIENT_FDS);
+    let mut task = Task { plan, roles, t, id: plan.tasks[t].id, session, home: -1, uid: proc::getuid(), runs, remaining: 0, credit, credited: false, filler_budget };
     let result = task.prepare_and_run(&mut slots, barrier, preserved.as_mut());
     if task.home >= 0 {
         let _ = fd::close(task.home);
@@ -233,7 +244,8 @@ pub fn restore_alone(plan: &Plan<'_>, t: usize, o: &AloneOptions<'_>, report: im
 }
 
 /// Refuses, before any change, a plan that cannot fit under RLIMIT_NOFILE; returns the limit.
-fn check_limits(plan: &Plan<'_>, roles: &Roles<'_>, t: usize, session: &Session<'_>, barrier: &Barrier<'_>) -> Result<u32, Failure> {
+/// Returns the limit and how many numbers the restore needs at most under it.
+fn check_limits(plan: &Plan<'_>, roles: &Roles<'_>, t: usize, session: &Session<'_>, barrier: &Barrier<'_>) -> Result<(u32, usize), Failure> {
     let planned = plan.task_targets(t);
     let (soft, _) = proc::getrlimit(g::RLIMIT_NOFILE).map_err(|e| Failure::sys(t, "getrlimit", e))?;
     let limit = soft.min(crate::plan::NR_OPEN as u64 * 1024) as u32;
@@ -253,7 +265,7 @@ fn check_limits(plan: &Plan<'_>, roles: &Roles<'_>, t: usize, session: &Session<
             .num(": need ", need as u64)
             .num(", limit ", limit as u64));
     }
-    Ok(limit)
+    Ok((limit, need))
 }
 
 /// The service numbers task `t` needs at most: the barrier's, the home socket, held files,
@@ -311,7 +323,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         }
         barrier.prepare(self.plan, &self.session.names, slots, t, deadline)?;
         let base = [self.home, barrier.chan_fd, barrier.ctl_fd, barrier.err_fd].into_iter().find(|&f| f >= 0).unwrap_or(-1);
-        slots.fill_holes(base);
+        slots.fill_holes(base, self.filler_budget);
         self.park_sockets(barrier.abort_fd())?;
         barrier.bound(self.plan, &self.session.names, t, deadline)?;
         self.open_own(slots)?;

@@ -75,10 +75,12 @@ impl<'p> Slots<'p> {
     /// Puts a copy of `base` in every free unplanned number below the highest planned slot, so
     /// that the kernel's lowest-free-number rule lands each new fd (a socket, an open, a
     /// received file) in the lowest empty planned slot, which in ascending restores is its own:
-    /// no move needed. Skipped when there are more than MAX_FILLERS such numbers.
-    pub fn fill_holes(&mut self, base: Fd) {
+    /// no move needed. Skipped when there are more than MAX_FILLERS such numbers, or more than
+    /// `budget` (the numbers the restore can spare under its limit).
+    pub fn fill_holes(&mut self, base: Fd, budget: usize) {
         let top = self.planned.last().map_or(0, |t| t.fd + 1);
-        if base < 0 || (top as usize).saturating_sub(self.planned.len()) > MAX_FILLERS {
+        let holes = (top as usize).saturating_sub(self.planned.len());
+        if base < 0 || holes > MAX_FILLERS || holes > budget {
             return;
         }
         let mut next_planned = 0;
