@@ -9,9 +9,11 @@
 #![allow(clippy::result_large_err)]
 
 pub mod arena;
+pub mod capture;
 pub mod blob;
 pub mod front;
 pub mod hash;
+pub mod inspect;
 pub mod plan;
 pub mod report;
 pub mod restore;

@@ -30,6 +30,36 @@ fn sift_down<T, K: Ord>(v: &mut [T], mut root: usize, end: usize, key: &impl Fn(
     }
 }
 
+/// Sorts `v` in place by `less`, a strict weak order that may be costly (a syscall such as
+/// kcmp): heapsort makes O(n log n) calls and never compares an element with itself.
+pub fn sort_by<T>(v: &mut [T], mut less: impl FnMut(&T, &T) -> bool) {
+    let n = v.len();
+    for start in (0..n / 2).rev() {
+        sift_down_by(v, start, n, &mut less);
+    }
+    for end in (1..n).rev() {
+        v.swap(0, end);
+        sift_down_by(v, 0, end, &mut less);
+    }
+}
+
+fn sift_down_by<T>(v: &mut [T], mut root: usize, end: usize, less: &mut impl FnMut(&T, &T) -> bool) {
+    loop {
+        let mut child = 2 * root + 1;
+        if child >= end {
+            return;
+        }
+        if child + 1 < end && less(&v[child], &v[child + 1]) {
+            child += 1;
+        }
+        if !less(&v[root], &v[child]) {
+            return;
+        }
+        v.swap(root, child);
+        root = child;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -43,9 +73,12 @@ mod tests {
                 })
                 .collect();
             let mut w = v.clone();
-            super::sort_by_key(&mut v, |&a| a);
             w.sort();
+            let mut u = v.clone();
+            super::sort_by_key(&mut v, |&a| a);
+            super::sort_by(&mut u, |a, b| a < b);
             assert_eq!(v, w);
+            assert_eq!(u, w);
         }
     }
 }

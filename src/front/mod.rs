@@ -2,6 +2,7 @@
 //! hand over to `restore`, print what comes back.
 
 pub mod args;
+pub mod capture;
 pub mod exec;
 pub mod inject;
 pub mod run;
@@ -243,6 +244,7 @@ pub unsafe fn main(argc: usize, argv: *const *const u8, envp: *const *const u8) 
         }
         b"check" => cmd_check(&mut a),
         b"names" => cmd_names(&mut a),
+        b"capture" => capture::cmd_capture(&mut a),
         // SAFETY: envp is the kernel's, as our caller promised.
         b"run" => unsafe { run::cmd_run(&mut a, envp) },
         // SAFETY: as above.
