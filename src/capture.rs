@@ -214,9 +214,14 @@ fn table_links(tasks: &mut [CapTask], snap: &Snapshot<'_>) -> Result<(), Capture
     Ok(())
 }
 
-/// What `flags=` a reg or fifo line needs for status flags `f`: names where every bit has one,
-/// else the number.
+/// `flags=` for status flags `f`.
 fn write_flags(out: &mut Out, f: u32) {
+    out.str("flags=");
+    write_flag_words(out, f);
+}
+
+/// Status flags `f` as a plan's `flags=` value: names where every bit has one, else the number.
+pub fn write_flag_words(out: &mut Out, f: u32) {
     const NAMES: &[(&str, u32)] = &[
         ("append", g::O_APPEND),
         ("nonblock", g::O_NONBLOCK),
@@ -242,10 +247,10 @@ fn write_flags(out: &mut Out, f: u32) {
         }
     }
     if rest != 0 || access.is_empty() {
-        out.str("flags=0o").octal(f as u64);
+        out.str("0o").octal(f as u64);
         return;
     }
-    out.str("flags=").str(access);
+    out.str(access);
     for &(name, bit) in NAMES {
         // O_SYNC includes O_DSYNC's bit: name it once.
         if named & bit == bit && !(bit == g::O_DSYNC && named & g::O_SYNC == g::O_SYNC) {

@@ -20,6 +20,7 @@ pub mod restore;
 pub mod sort;
 pub mod sys;
 pub mod text;
+pub mod verify;
 
 #[cfg(not(any(test, feature = "std")))]
 pub mod rt;

@@ -7,6 +7,7 @@ pub mod exec;
 pub mod inject;
 pub mod run;
 pub mod single;
+pub mod verify;
 
 use crate::plan::{self, Plan};
 use crate::report::{EXIT_USAGE};
@@ -245,6 +246,7 @@ pub unsafe fn main(argc: usize, argv: *const *const u8, envp: *const *const u8) 
         b"check" => cmd_check(&mut a),
         b"names" => cmd_names(&mut a),
         b"capture" => capture::cmd_capture(&mut a),
+        b"verify" => verify::cmd_verify(&mut a),
         // SAFETY: envp is the kernel's, as our caller promised.
         b"run" => unsafe { run::cmd_run(&mut a, envp) },
         // SAFETY: as above.
