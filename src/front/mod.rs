@@ -22,7 +22,7 @@ pub const VERSION: &str = "fdslot 0.1.0 (plan format 1)\n";
 pub const HELP: &str = "\
 usage: fdslot COMMAND ...
   check PLAN                 validate a plan; print a summary
-  run PLAN [--stop] [--timeout SECS] [--batch N] [--keep FD,...]
+  run PLAN [--stop] [--verify] [--timeout SECS] [--batch N] [--keep FD,...]
                              fork one process per task, rebuild every table, then exec
   restore PLAN TASK --session S [--sync-fd N] [--timeout SECS] [--batch N] [--keep FD,...]
           [-- PROG ARGS...]  rebuild one task's table in this process, then exec PROG
@@ -30,9 +30,17 @@ usage: fdslot COMMAND ...
                              rebuild live processes' tables by running fdslot.blob in them
   names PLAN --session S [--batch N]
                              print the socket names a session binds
+  capture PID... [--tree] [--skip-unsupported] [--data DIR]
+                             print a plan of live processes' fd tables
+  verify PLAN TASK=PID... [--keep FD,...]
+                             check live processes against a plan; print what the kernel says
 options:
   --stop          each task stops itself (SIGSTOP) once restored; run prints
                   'task T pid P' per task and 'ready', then waits for the tasks to end
+  --verify        run verify on the restored tasks before they go on; exit 1 on a mismatch
+  --tree          capture the given processes and all their descendants
+  --skip-unsupported  leave fds a plan cannot hold out of the plan (listed in comments)
+  --data DIR      capture saves memfd contents in DIR (data= in the plan)
   --timeout SECS  one deadline for the whole restore (default 10)
   --batch N       fds per message, 1..253 (1: one socket per fd; default 253)
   --keep FD,...   fds to keep open and untouched (at most 64; not planned slots)
