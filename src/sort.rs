@@ -60,6 +60,55 @@ fn sift_down_by<T>(v: &mut [T], mut root: usize, end: usize, less: &mut impl FnM
     }
 }
 
+/// Sorts `v` by `less` with a merge sort through `scratch` (at least as long as `v`): about
+/// n log2 n comparisons, half of heapsort's, for comparisons that cost a syscall (kcmp).
+pub fn merge_sort_by<T: Copy>(v: &mut [T], scratch: &mut [T], mut less: impl FnMut(&T, &T) -> bool) {
+    let n = v.len();
+    let scratch = &mut scratch[..n];
+    let mut width = 1;
+    // Runs alternate between v and scratch; `in_v` says where the sorted runs are now.
+    let mut in_v = true;
+    while width < n {
+        let (src, dst): (&[T], &mut [T]) = if in_v { (&*v, &mut *scratch) } else { (&*scratch, &mut *v) };
+        let mut start = 0;
+        while start < n {
+            let mid = (start + width).min(n);
+            let end = (start + 2 * width).min(n);
+            merge(&src[start..mid], &src[mid..end], &mut dst[start..end], &mut less);
+            start = end;
+        }
+        in_v = !in_v;
+        width *= 2;
+    }
+    if !in_v {
+        v.copy_from_slice(scratch);
+    }
+}
+
+fn merge<T: Copy>(a: &[T], b: &[T], out: &mut [T], less: &mut impl FnMut(&T, &T) -> bool) {
+    // Already in order: one comparison instead of a merge.
+    if a.is_empty() || b.is_empty() || !less(&b[0], &a[a.len() - 1]) {
+        out[..a.len()].copy_from_slice(a);
+        out[a.len()..].copy_from_slice(b);
+        return;
+    }
+    let (mut i, mut j, mut k) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        // Ties take from `a`: the sort is stable.
+        if less(&b[j], &a[i]) {
+            out[k] = b[j];
+            j += 1;
+        } else {
+            out[k] = a[i];
+            i += 1;
+        }
+        k += 1;
+    }
+    out[k..k + a.len() - i].copy_from_slice(&a[i..]);
+    k += a.len() - i;
+    out[k..].copy_from_slice(&b[j..]);
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -75,10 +124,14 @@ mod tests {
             let mut w = v.clone();
             w.sort();
             let mut u = v.clone();
+            let mut m = v.clone();
+            let mut scratch = vec![0; n];
             super::sort_by_key(&mut v, |&a| a);
             super::sort_by(&mut u, |a, b| a < b);
+            super::merge_sort_by(&mut m, &mut scratch, |a, b| a < b);
             assert_eq!(v, w);
             assert_eq!(u, w);
+            assert_eq!(m, w);
         }
     }
 }

@@ -307,9 +307,10 @@ pub fn snapshot(pids_in: &[i32]) -> Result<Snapshot<'static>, InspectError> {
             total += c + SLACK;
         }
     }
-    let mut arena = Arena::map(bytes_for::<LiveFd>(total) + bytes_for::<u32>(total)).map_err(nomem)?;
+    let mut arena = Arena::map(bytes_for::<LiveFd>(total) + 2 * bytes_for::<u32>(total)).map_err(nomem)?;
     let fds = arena.take::<LiveFd>(total);
     let order = arena.take::<u32>(total);
+    let merge_scratch = arena.take::<u32>(total);
     let mut used = 0usize;
     let mut link = [0u8; 4200];
     for t in 0..n {
@@ -353,13 +354,13 @@ pub fn snapshot(pids_in: &[i32]) -> Result<Snapshot<'static>, InspectError> {
     }
     first[n] = used as u32;
     let fds = &mut fds[..used];
-    let descs = group(pids, fds, &mut order[..used])?;
+    let descs = group(pids, fds, &mut order[..used], merge_scratch)?;
     Ok(Snapshot { pids, owner, first, fds, descs })
 }
 
 /// Numbers the open file descriptions: sorts by (dev, ino), then each run of one inode by
 /// kcmp's order, so equal neighbours are one description. Numbers follow first appearance.
-fn group(pids: &[i32], fds: &mut [LiveFd], order: &mut [u32]) -> Result<u32, InspectError> {
+fn group(pids: &[i32], fds: &mut [LiveFd], order: &mut [u32], scratch: &mut [u32]) -> Result<u32, InspectError> {
     for (i, o) in order.iter_mut().enumerate() {
         *o = i as u32;
     }
@@ -373,7 +374,7 @@ fn group(pids: &[i32], fds: &mut [LiveFd], order: &mut [u32]) -> Result<u32, Ins
             j += 1;
         }
         if j - i > 1 {
-            crate::sort::sort_by(&mut order[i..j], |&a, &b| {
+            crate::sort::merge_sort_by(&mut order[i..j], scratch, |&a, &b| {
                 let (x, y) = (&fds[a as usize], &fds[b as usize]);
                 match kcmp_fds(pids, x, y) {
                     Ok(1) => true,
