@@ -525,10 +525,8 @@ pub fn capture(tasks: &mut [CapTask], opts: &Options<'_>, out: &mut Out, err: &m
             seen += 1;
         }
     }
-    let mut k = 0;
-    for f in snap.fds.iter().filter(|f| f.what == WHAT_PIPE) {
+    for (k, f) in snap.fds.iter().filter(|f| f.what == WHAT_PIPE).enumerate() {
         b.pipe_ino[k] = f.ino;
-        k += 1;
     }
     crate::sort::sort_by_key(b.pipe_ino, |&i| i);
     b.assign();

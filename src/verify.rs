@@ -445,12 +445,12 @@ pub fn verify(plan: &Plan<'_>, pids: &[i32], opts: &Options<'_>, out: &mut Out) 
     let mut total_fds = 0;
     for pass in 0..2 {
         let quiet = pass == 0 && !opts.table;
-        for t in 0..plan.tasks.len() {
+        for (t, &pid) in pids.iter().enumerate() {
             if plan.tasks[t].owner as usize != t {
                 continue;
             }
             if pass == 0 && opts.table {
-                out.str("task ").num(plan.tasks[t].id as u64).str(" (pid ").num(pids[t] as u64).str(")\n");
+                out.str("task ").num(plan.tasks[t].id as u64).str(" (pid ").num(pid as u64).str(")\n");
                 header(out);
             }
             let targets = plan.task_targets(t);

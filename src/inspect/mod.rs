@@ -335,8 +335,7 @@ pub fn snapshot(pids_in: &[i32]) -> Result<Snapshot<'static>, InspectError> {
         })?;
         crate::sort::sort_by_key(&mut order[start..used], |&f| f);
         let mut kept = start;
-        for i in start..used {
-            let f = order[i];
+        for &f in order[start..used].iter() {
             let mut live = LiveFd::default();
             match inspect_fd(&dirs, f, &mut live, &mut link) {
                 Ok(len) => {

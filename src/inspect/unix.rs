@@ -23,10 +23,8 @@ impl<'a> Sockets<'a> {
         let mut arena = Arena::map(bytes_for::<u32>(n) + bytes_for::<UnixSocket>(n))?;
         let inos = arena.take::<u32>(n);
         let info = arena.take::<UnixSocket>(n);
-        let mut k = 0;
-        for f in snap.fds.iter().filter(|f| f.what == WHAT_SOCKET) {
+        for (k, f) in snap.fds.iter().filter(|f| f.what == WHAT_SOCKET).enumerate() {
             inos[k] = f.ino as u32;
-            k += 1;
         }
         crate::sort::sort_by_key(inos, |&i| i);
         let mut m = 0;
