@@ -93,8 +93,9 @@ fn fail_msg(pid: i32, what: &str) -> CaptureError {
     CaptureError { line }
 }
 
-/// Reads `/proc/PID/stat` and returns the parent pid.
-fn ppid_of(pid: i32) -> Result<i32, Errno> {
+/// Reads `/proc/PID/stat`: the parent pid, and whether the process is a zombie (it has no fd
+/// table any more).
+fn ppid_of(pid: i32) -> Result<(i32, bool), Errno> {
     let mut p = Line::<40>::new();
     p.str("/proc/").num(pid as u64).str("/stat\0");
     let f = fd::open(p.peek(), g::O_RDONLY | g::O_CLOEXEC, 0)?;
@@ -105,8 +106,9 @@ fn ppid_of(pid: i32) -> Result<i32, Errno> {
     // "pid (comm) S ppid ...": comm may hold spaces and parentheses, so start after the last ')'.
     let close = text.iter().rposition(|&b| b == b')').ok_or(Errno::INVAL)?;
     let mut words = text[close + 1..].split(|&b| b == b' ').filter(|w| !w.is_empty());
-    let _state = words.next();
-    words.next().and_then(|w| crate::text::parse_radix(w, 10)).map(|v| v as i32).ok_or(Errno::INVAL)
+    let dead = matches!(words.next(), Some(b"Z" | b"X"));
+    let ppid = words.next().and_then(|w| crate::text::parse_radix(w, 10)).map(|v| v as i32).ok_or(Errno::INVAL)?;
+    Ok((ppid, dead))
 }
 
 /// The tasks to capture, parents before children: the given pids, and with `tree` every
@@ -123,24 +125,29 @@ pub fn collect_tasks(given: &[i32], tree: bool) -> Result<&'static mut [CapTask]
         });
     }
     let cap = given.len() + all + 64;
-    let mut arena = Arena::map(bytes_for::<CapTask>(cap) * 2 + bytes_for::<u32>(cap) * 2).map_err(nomem)?;
+    let mut arena = Arena::map(bytes_for::<CapTask>(cap) * 2 + bytes_for::<u32>(cap) * 3).map_err(nomem)?;
     let cand = arena.take::<CapTask>(cap);
     let mut n = 0usize;
     for &pid in given {
         if cand[..n].iter().any(|c| c.pid == pid) {
             continue;
         }
-        let ppid = ppid_of(pid).map_err(|e| fail(&InspectError { pid, fd: None, what: "read /proc/PID/stat", errno: e }))?;
+        let (ppid, dead) = ppid_of(pid).map_err(|e| fail(&InspectError { pid, fd: None, what: "read /proc/PID/stat", errno: e }))?;
+        if dead {
+            return Err(fail_msg(pid, "a zombie: it has no fd table"));
+        }
         cand[n] = CapTask { pid, ppid, ..CapTask::default() };
         n += 1;
     }
     let given_n = n;
     if tree {
+        // Not this capture itself (when it runs under a captured shell), not zombies, and not
+        // processes that ended meanwhile: none of them has a table to capture.
+        let me = crate::sys::proc::getpid();
         let _ = inspect::for_each_fd(proc_dir, |pid| {
             let pid = pid as i32;
-            if n < cap && !cand[..given_n].iter().any(|c| c.pid == pid) {
-                // A process that ended meanwhile is simply not part of the tree.
-                if let Ok(ppid) = ppid_of(pid) {
+            if n < cap && pid != me && !cand[..given_n].iter().any(|c| c.pid == pid) {
+                if let Ok((ppid, false)) = ppid_of(pid) {
                     cand[n] = CapTask { pid, ppid, ..CapTask::default() };
                     n += 1;
                 }
@@ -157,17 +164,34 @@ pub fn collect_tasks(given: &[i32], tree: bool) -> Result<&'static mut [CapTask]
     crate::sort::sort_by_key(by_ppid, |&i| (cand[i as usize].ppid, cand[i as usize].pid));
     let out = arena.take::<CapTask>(n);
     let taken = arena.take::<u32>(n);
+    let by_pid = arena.take::<u32>(n);
+    for (i, b) in by_pid.iter_mut().enumerate() {
+        *b = i as u32;
+    }
+    crate::sort::sort_by_key(by_pid, |&i| cand[i as usize].pid);
+    let find = |pid: i32| by_pid.binary_search_by_key(&pid, |&i| cand[i as usize].pid).ok().map(|k| by_pid[k] as usize);
+    // Roots: given pids with no given ancestor (with --tree, through uncaptured ones too). A
+    // given pid below another is reached from it, so parents always come first.
     let mut m = 0usize;
     for i in 0..given_n {
-        let p = cand[i].ppid;
-        if !cand[..given_n].iter().any(|c| c.pid == p) {
+        let mut up = cand[i].ppid;
+        let mut below_given = false;
+        for _ in 0..n {
+            match find(up) {
+                Some(k) if k < given_n => {
+                    below_given = true;
+                    break;
+                }
+                Some(k) if tree => up = cand[k].ppid,
+                _ => break,
+            }
+        }
+        if !below_given {
             out[m] = cand[i];
             taken[i] = 1;
             m += 1;
         }
     }
-    // A given pid whose parent is given too is reached from that parent; given pids in a cycle
-    // cannot happen (parents are older than children).
     let mut head = 0;
     while head < m {
         let pid = out[head].pid;

@@ -173,10 +173,18 @@ fn capture(args: &[&str]) -> Output {
 /// - 6 a dup of 3 with FD_CLOEXEC; 7 an eventfd (count 5, cloexec);
 /// - 8 a pipe's read end (cloexec) in T0, its write end at 9 in T1 (O_NONBLOCK);
 /// - 10 data again, O_RDONLY: a second description of the same file;
-/// - 11 a memfd "state" holding 5 bytes, offset 5, inherited by the shell and the sleeps.
+/// - 11 a memfd "state" holding 5 bytes, offset 5, inherited by the shell and the sleeps;
+/// - 12 a FIFO, O_RDWR; 13 the directory, O_DIRECTORY (cloexec); 14 a symlink itself, O_PATH |
+///   O_NOFOLLOW (cloexec).
 fn start_tree(d: &TmpDir) -> (Group, Vec<i32>) {
     let log = cstr(&d.path("app.log"));
     let data = cstr(&d.file("data", b"0123456789"));
+    let fifo = cstr(&d.path("fifo"));
+    let dir = cstr(&d.0);
+    let link = cstr(&d.path("link"));
+    std::os::unix::fs::symlink("data", d.path("link")).unwrap();
+    // SAFETY: a plain syscall on a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
     let argv = [c"/bin/sh".as_ptr(), c"-c".as_ptr(), c"sleep 100 | sleep 100".as_ptr(), std::ptr::null()];
     let envp = [c"PATH=/usr/bin:/bin".as_ptr(), std::ptr::null()];
     // SAFETY (of the closure): raw syscalls only, on memory prepared before the fork.
@@ -205,8 +213,11 @@ fn start_tree(d: &TmpDir) -> (Group, Vec<i32>) {
         let m = libc::memfd_create(c"state".as_ptr(), 0);
         libc::dup2(m, 11);
         libc::write(11, b"hello".as_ptr().cast(), 5);
+        libc::dup2(libc::open(fifo.as_ptr(), libc::O_RDWR), 12);
+        libc::dup3(libc::open(dir.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY), 13, libc::O_CLOEXEC);
+        libc::dup3(libc::open(link.as_ptr(), libc::O_PATH | libc::O_NOFOLLOW), 14, libc::O_CLOEXEC);
         for x in [sp[0], sp[1], e, p[0], p[1], r, m, f] {
-            if x > 11 {
+            if x > 14 {
                 libc::close(x);
             }
         }
@@ -246,8 +257,9 @@ fn start_tree(d: &TmpDir) -> (Group, Vec<i32>) {
         sleeps.len() == 2 && sleeps.iter().all(|&p| proc_comm(p).as_deref() == Some("sleep"))
     });
     // The setup is what the test says it is (the kernel, not the helper, is asked).
-    assert_eq!(list_fds(t0).unwrap(), (0..=11).filter(|&f| f != 5 && f != 9).collect());
-    assert_eq!(list_fds(kids[0]).unwrap(), (0..=11).filter(|&f| f != 4 && f != 8).collect());
+    assert_eq!(list_fds(t0).unwrap(), (0..=14).filter(|&f| f != 5 && f != 9).collect());
+    assert_eq!(list_fds(kids[0]).unwrap(), (0..=14).filter(|&f| f != 4 && f != 8).collect());
+    assert!(fd_target(t0, 14).ends_with("/link") && fdinfo(t0, 14).unwrap().1 & libc::O_PATH as u32 != 0);
     assert_eq!(kcmp_files(t0, kids[2]), Ok(0), "T3 shares T0's table");
     let mut pids = vec![t0];
     pids.extend(&kids);
@@ -263,7 +275,7 @@ fn round_trip_of_a_real_tree() {
     assert_eq!(out.code(), Some(0), "capture: {out}");
     let plan = out.stdout.clone();
     // What the plan must say in words (the rest is checked on the restored tree).
-    for want in ["task 4 parent=1 files=1", "socketpair 4 stream", "eventfd 5 count=5", "pipe 6", "memfd 8 state size=5 seals=seal pos=5", "reopen 9 6 w flags=nonblock"] {
+    for want in ["task 4 parent=1 files=1", "socketpair 4 stream", "eventfd 5 count=5", "pipe 6", "memfd 8 state size=5 seals=seal pos=5", "reopen 12 6 w flags=nonblock"] {
         assert!(plan.lines().any(|l| l.starts_with(want)), "plan lacks {want:?}:\n{plan}");
     }
     let plan_path = d.plan(&plan);
@@ -313,6 +325,12 @@ fn given_pids_only() {
     let tasks: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with("task ")).collect();
     assert_eq!(tasks.len(), 2, "{}", out.stdout);
     assert!(tasks[1].starts_with("task 2 parent=1 exec=/bin/sh,-c,sleep%20100%20|%20sleep%20100"), "{}", tasks[1]);
+    // A given pid below another given one comes after it, linked through the tree between.
+    let out = capture(&[&old[4].to_string(), &old[0].to_string(), "--tree"]);
+    assert_eq!(out.code(), Some(0), "{out}");
+    let tasks: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with("task ")).collect();
+    assert_eq!(tasks.len(), 6, "{}", out.stdout);
+    assert!(tasks[4].starts_with("task 5 parent=3 ") && tasks[4].ends_with(&format!("# pid {}", old[4])), "{}", out.stdout);
 }
 
 /// One child holding one unsupported fd at 3.
