@@ -207,15 +207,16 @@ impl<'p, 's> State<'p, 's> {
                     }
                 }
             }
-            KIND_SOCKETPAIR if first_here && tg.end == 1 => {
-                if let (Some(socks), Some(t2)) = (&self.socks, self.first_target(file_of(tg.object, 0))) {
-                    let mine = socks.get(live.ino);
-                    if let (Some(l2), Some(s)) = (self.live_of(t2), mine) {
+            KIND_SOCKETPAIR if first_here => {
+                if let Some(s) = self.socks.as_ref().and_then(|socks| socks.get(live.ino)) {
+                    if s.kind as u32 != o.extra {
+                        add(Mismatch::SockType(s.kind, o.extra));
+                    }
+                    // The peer, once per pair (at end b's first fd).
+                    let a = self.first_target(file_of(tg.object, 0)).filter(|_| tg.end == 1);
+                    if let Some((t2, l2)) = a.and_then(|t2| Some((t2, self.live_of(t2)?))) {
                         if s.peer as u64 != l2.ino {
                             add(Mismatch::Peer(t2.task as usize, t2.fd));
-                        }
-                        if s.kind as u32 != o.extra {
-                            add(Mismatch::SockType(s.kind, o.extra));
                         }
                     }
                 }
@@ -372,7 +373,13 @@ impl<'p, 's> State<'p, 's> {
                 out.str("the kernel says ").push(&link[..n]).str(", another memfd name");
             }
             Mismatch::SockType(got, want) => {
-                out.str("socket type is ").num(got as u64).str(", plan says ").num(want as u64);
+                let name = |t: u32| match t {
+                    linux_raw_sys::net::SOCK_STREAM => "stream",
+                    linux_raw_sys::net::SOCK_DGRAM => "dgram",
+                    linux_raw_sys::net::SOCK_SEQPACKET => "seqpacket",
+                    _ => "another type",
+                };
+                out.str("socket type is ").str(name(got as u32)).str(", plan says ").str(name(want));
             }
             Mismatch::Seals(got, want) => {
                 out.str("seals are ").num(got as u64).str(", plan says ").num(want as u64);

@@ -174,6 +174,7 @@ fn wrong_socket_peer() {
     let text = base(&t.log).replace("  b 2:6\n", "  b 2:XX\n").replace("  b 2:10\n", "  b 2:6\n").replace("  b 2:XX\n", "  b 2:10\n");
     let o = t.mismatch(&text, "mismatch: task 2 fd 10 (socketpair 4 b): is not connected to task 1 fd 6 (sock_diag)");
     assert!(o.stdout.contains("mismatch: task 2 fd 6 (socketpair 5 b): is not connected to task 1 fd 10 (sock_diag)"), "{o}");
+    assert!(o.stdout.contains("mismatch: task 2 fd 10 (socketpair 4 b): socket type is dgram, plan says stream\n"), "{o}");
 }
 
 #[test]
@@ -257,5 +258,35 @@ fn run_verify_with_stop() {
     let r = run_stop(&plan, &["--verify"]);
     assert_eq!(proc_state(r.pid(1)), Some('T'));
     assert_eq!(kcmp_file(r.pid(1), 5, r.pid(2), 7), Ok(0));
+    r.finish();
+}
+
+/// verify where an initramfs runs it: a root holding only the executable, the plan and /proc
+/// (no /dev, no /sys, no libc).
+#[test]
+fn verify_with_only_proc_mounted() {
+    let d = TmpDir::new("verify-bare");
+    let text = "fdslot 1\ntask 1\ntask 2 parent=1\npipe 1\n  r 1:3\n  w 2:3\nsocketpair 2 stream\n  a 1:4\n  b 2:4\neventfd 3 count=9\n  at 1:5\n  at 2:5\nmemfd 4 state size=16\n  at 1:6\n";
+    let r = run_stop(&d.plan(text), &[]);
+    let root = d.path("root");
+    std::fs::create_dir_all(root.join("proc")).unwrap();
+    std::fs::copy(bin(), root.join("fdslot")).unwrap();
+    std::fs::write(root.join("good.plan"), text).unwrap();
+    std::fs::write(root.join("bad.plan"), text.replace("count=9", "count=8")).unwrap();
+    let in_root = |plan: &str| {
+        let mut c = std::process::Command::new("unshare");
+        c.args(["--mount", "--propagation", "private", "sh", "-c", "mount -t proc proc \"$0/proc\" && exec chroot \"$0\" /fdslot verify \"$1\" \"$2\" \"$3\""])
+            .arg(&root)
+            .arg(plan)
+            .arg(format!("1={}", r.pid(1)))
+            .arg(format!("2={}", r.pid(2)));
+        output(c)
+    };
+    let o = in_root("/good.plan");
+    assert_eq!(o.code(), Some(0), "{o}");
+    assert!(o.stdout.contains("verify: ok: 2 tasks, 7 fds match the plan"), "{o}");
+    let o = in_root("/bad.plan");
+    assert_eq!(o.code(), Some(1), "{o}");
+    assert!(o.stdout.contains("mismatch: task 1 fd 5 (eventfd 3): eventfd count is 9, plan says 8\n"), "{o}");
     r.finish();
 }
