@@ -575,7 +575,8 @@ pub fn capture(tasks: &mut [CapTask], opts: &Options<'_>, out: &mut Out, err: &m
     }
     if unsupported > 0 && !opts.skip_unsupported {
         let mut l = Line::<200>::new();
-        l.str("fdslot: capture: ").num(unsupported as u64).str(" fds cannot be captured (see above); --skip-unsupported leaves them out\n");
+        l.str("fdslot: capture: ").num(unsupported as u64).str(if unsupported == 1 { " fd cannot" } else { " fds cannot" });
+        l.str(" be captured (see above); --skip-unsupported leaves them out\n");
         err.push(l.as_bytes());
         return Ok(Captured { unsupported });
     }
@@ -664,7 +665,7 @@ fn write_plan(b: &mut Builder<'_>, tasks: &[CapTask], opts: &Options<'_>, out: &
                 }
                 for (e, side) in [(0u8, "read"), (1, "write")] {
                     if o.ends & (1 << e) == 0 {
-                        out.str("\n# pipe ").num(id).str(": no captured task holds a blocking ").str(side).str(" end; restored closed");
+                        out.str("\n# pipe ").num(id).str(": its ").str(side).str(" end is held outside the captured tasks (or only by reopens); restored closed");
                     }
                 }
             }
@@ -679,7 +680,7 @@ fn write_plan(b: &mut Builder<'_>, tasks: &[CapTask], opts: &Options<'_>, out: &
                     out.str(" flags=nonblock");
                 }
                 if o.ends != 3 {
-                    out.str("  # end b is held outside the captured tasks; restored closed");
+                    out.str("  # end b: held outside the captured tasks, or left out; restored closed");
                 }
             }
             O_EVENTFD => {

@@ -343,7 +343,8 @@ fn unsupported(setup: impl FnOnce(), link_prefix: &str, reason: &str) {
     assert_eq!(out.stdout, "", "no plan on failure: {out}");
     let line = format!("fdslot: capture: task 1 (pid {pid}) fd 3: {}: {reason}", fd_target(pid, 3));
     assert!(out.stderr.lines().any(|l| l.starts_with(&line)), "want a line starting {line:?}: {out}");
-    assert_eq!(out.stderr.lines().filter(|l| l.contains(" fd ")).count(), 1, "only fd 3 is named: {out}");
+    assert_eq!(out.stderr.lines().filter(|l| l.starts_with("fdslot: capture: task ")).count(), 1, "only fd 3 is named: {out}");
+    assert!(out.stderr.ends_with("fdslot: capture: 1 fd cannot be captured (see above); --skip-unsupported leaves them out\n"), "{out}");
 
     let skip = capture(&[&pid.to_string(), "--skip-unsupported"]);
     assert_eq!(skip.code(), Some(0), "{skip}");
