@@ -46,6 +46,7 @@ const R_NO_DIAG: u8 = 6;
 const R_OTHER: u8 = 7;
 const R_FLAGS: u8 = 8;
 const R_EMPTY_NAME: u8 = 9;
+const R_PIPE_NONBLOCK: u8 = 10;
 
 /// The kind of a captured object.
 const O_REG: u8 = 1;
@@ -65,7 +66,8 @@ struct CapObject {
     ends: u8,
     /// A reopen's end.
     end: u8,
-    _pad: u8,
+    /// Left out after all (a pipe without targets, and its reopens).
+    dropped: u8,
     /// A reopen's pipe (object index).
     pipe: u32,
     /// The first fd (index into the snapshot) of the object's first description.
@@ -337,6 +339,9 @@ fn reason_text(reason: u8, link: &[u8], pid: i32, f: u32, diag_err: Errno, l: &m
         R_EMPTY_NAME => {
             l.str("a memfd with an empty name (plan format 1 cannot write it)");
         }
+        R_PIPE_NONBLOCK => {
+            l.str("a pipe with no blocking description (a plan's pipe places its own ends blocking, and reopen needs one placed)");
+        }
         _ => {
             let what = [
                 (&b"anon_inode:[eventpoll]"[..], "an epoll instance"),
@@ -463,6 +468,22 @@ impl<'s> Builder<'s> {
             }
             self.reason[d] = unsupported;
         }
+        // A pipe that kept none of its descriptions (all non-blocking reopens) has no targets,
+        // which a plan refuses: the pipe and its reopens cannot be captured.
+        for i in 0..self.nobj {
+            let o = self.objects[i];
+            let pipe = if o.kind == O_REOPEN { o.pipe as usize } else { i };
+            if matches!(o.kind, O_PIPE | O_REOPEN) && self.objects[pipe].ends == 0 {
+                self.objects[i].dropped = 1;
+            }
+        }
+        for d in 0..self.snap.descs as usize {
+            let o = self.obj[d];
+            if o != 0 && self.objects[o as usize - 1].dropped != 0 {
+                self.obj[d] = 0;
+                self.reason[d] = R_PIPE_NONBLOCK;
+            }
+        }
     }
 
     fn assign_socket(&mut self, d: usize, r: &LiveFd) -> u8 {
@@ -526,7 +547,7 @@ pub fn capture(tasks: &mut [CapTask], opts: &Options<'_>, out: &mut Out, err: &m
     let nd = snap.descs as usize;
     let npipes = snap.fds.iter().filter(|f| f.what == WHAT_PIPE).count();
     let nsocks = socks.as_ref().map_or(0, |s| s.inos.len());
-    let size = bytes_for::<u32>(nd) * 2 + bytes_for::<u8>(nd) * 2 + bytes_for::<CapObject>(nd) + bytes_for::<u64>(npipes) + bytes_for::<u32>(npipes) + bytes_for::<u32>(nsocks) + bytes_for::<u64>(snap.fds.len());
+    let size = bytes_for::<u32>(nd) * 2 + bytes_for::<u8>(nd) * 2 + bytes_for::<CapObject>(2 * nd) + bytes_for::<u64>(npipes) + bytes_for::<u32>(npipes) + bytes_for::<u32>(nsocks) + bytes_for::<u64>(snap.fds.len());
     let mut arena = Arena::map(size).map_err(|_| fail_msg(0, "cannot map memory"))?;
     let mut b = Builder {
         snap: &snap,
@@ -535,7 +556,8 @@ pub fn capture(tasks: &mut [CapTask], opts: &Options<'_>, out: &mut Out, err: &m
         end: arena.take(nd),
         reason: arena.take(nd),
         rep: arena.take(nd),
-        objects: arena.take(nd),
+        // A pipe's first description may be a reopen: the pipe is an object of its own.
+        objects: arena.take(2 * nd),
         nobj: 0,
         pipe_ino: arena.take(npipes),
         pipe_obj: arena.take(npipes),
@@ -553,6 +575,16 @@ pub fn capture(tasks: &mut [CapTask], opts: &Options<'_>, out: &mut Out, err: &m
         b.pipe_ino[k] = f.ino;
     }
     crate::sort::sort_by_key(b.pipe_ino, |&i| i);
+    // One slot per pipe.
+    let mut m = 0;
+    for i in 0..b.pipe_ino.len() {
+        if m == 0 || b.pipe_ino[m - 1] != b.pipe_ino[i] {
+            b.pipe_ino[m] = b.pipe_ino[i];
+            m += 1;
+        }
+    }
+    let pipe_ino = core::mem::take(&mut b.pipe_ino);
+    b.pipe_ino = &mut pipe_ino[..m];
     b.assign();
     // Unsupported fds, fd by fd.
     let mut unsupported = 0;
@@ -637,6 +669,10 @@ fn write_plan(b: &mut Builder<'_>, tasks: &[CapTask], opts: &Options<'_>, out: &
     let mut cursor = 0;
     for oi in 0..b.nobj {
         let o = b.objects[oi];
+        if o.dropped != 0 {
+            // Dropped after the fact (see assign): its fds are listed as left out.
+            continue;
+        }
         let r = snap.fds[o.rep as usize];
         let pid = snap.pids[r.task as usize];
         let id = oi as u64 + 1;

@@ -454,3 +454,18 @@ fn memfd_contents_with_data_dir() {
     assert_eq!(fdinfo(pid, 3).unwrap().0, 2);
     r.finish();
 }
+
+#[test]
+fn pipe_with_only_nonblocking_ends_is_named() {
+    unsupported(
+        // SAFETY (closure): raw syscalls only.
+        || unsafe {
+            let mut p = [0i32; 2];
+            // The lowest free numbers: 3 and 4. Only the read end stays.
+            libc::pipe2(p.as_mut_ptr(), libc::O_NONBLOCK);
+            libc::close(p[1]);
+        },
+        "pipe:[",
+        "a pipe with no blocking description",
+    );
+}
