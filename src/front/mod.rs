@@ -47,7 +47,8 @@ options:
   --session S     1 to 32 of A-Za-z0-9_-; the same for every task of a restore
   --sync-fd N     a SOCK_SEQPACKET fd to a parent tool: bound / go|abort / done|error: TEXT
 exit codes:
-  0 success, 1 restore failed, 2 usage or plan error, 3 a peer failed or timed out;
+  0 success, 1 restore failed (capture: an fd a plan cannot hold; verify, run --verify:
+  a mismatch), 2 usage or plan error, 3 a peer failed or timed out;
   run without --stop exits with the first task's status
 ";
 
