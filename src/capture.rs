@@ -95,6 +95,12 @@ fn fail_msg(pid: i32, what: &str) -> CaptureError {
     CaptureError { line }
 }
 
+fn nomem() -> CaptureError {
+    let mut line = Line::new();
+    line.str("fdslot: capture: cannot map memory");
+    CaptureError { line }
+}
+
 /// Reads `/proc/PID/stat`: the parent pid, and whether the process is a zombie (it has no fd
 /// table any more).
 fn ppid_of(pid: i32) -> Result<(i32, bool), Errno> {
@@ -116,7 +122,6 @@ fn ppid_of(pid: i32) -> Result<(i32, bool), Errno> {
 /// The tasks to capture, parents before children: the given pids, and with `tree` every
 /// descendant (found by scanning /proc for parent pids).
 pub fn collect_tasks(given: &[i32], tree: bool) -> Result<&'static mut [CapTask], CaptureError> {
-    let nomem = |_| fail_msg(0, "cannot map memory");
     // Candidates: the given pids, plus with --tree every process of /proc.
     let mut all = 0usize;
     let proc_dir = fd::open(b"/proc\0", g::O_RDONLY | g::O_DIRECTORY | g::O_CLOEXEC, 0).map_err(|e| fail(&InspectError { pid: 0, fd: None, what: "open /proc", errno: e }))?;
@@ -127,7 +132,7 @@ pub fn collect_tasks(given: &[i32], tree: bool) -> Result<&'static mut [CapTask]
         });
     }
     let cap = given.len() + all + 64;
-    let mut arena = Arena::map(bytes_for::<CapTask>(cap) * 2 + bytes_for::<u32>(cap) * 3).map_err(nomem)?;
+    let mut arena = Arena::map(bytes_for::<CapTask>(cap) * 2 + bytes_for::<u32>(cap) * 3).map_err(|_| nomem())?;
     let cand = arena.take::<CapTask>(cap);
     let mut n = 0usize;
     for &pid in given {
@@ -529,7 +534,7 @@ pub struct Captured {
 /// not written) unless `opts.skip_unsupported`.
 pub fn capture(tasks: &mut [CapTask], opts: &Options<'_>, out: &mut Out, err: &mut Out) -> Result<Captured, CaptureError> {
     let n = tasks.len();
-    let mut pids_arena = Arena::map(bytes_for::<i32>(n)).map_err(|_| fail_msg(0, "cannot map memory"))?;
+    let mut pids_arena = Arena::map(bytes_for::<i32>(n)).map_err(|_| nomem())?;
     let pids = pids_arena.take::<i32>(n);
     for (p, t) in pids.iter_mut().zip(tasks.iter()) {
         *p = t.pid;
@@ -548,7 +553,7 @@ pub fn capture(tasks: &mut [CapTask], opts: &Options<'_>, out: &mut Out, err: &m
     let npipes = snap.fds.iter().filter(|f| f.what == WHAT_PIPE).count();
     let nsocks = socks.as_ref().map_or(0, |s| s.inos.len());
     let size = bytes_for::<u32>(nd) * 2 + bytes_for::<u8>(nd) * 2 + bytes_for::<CapObject>(2 * nd) + bytes_for::<u64>(npipes) + bytes_for::<u32>(npipes) + bytes_for::<u32>(nsocks) + bytes_for::<u64>(snap.fds.len());
-    let mut arena = Arena::map(size).map_err(|_| fail_msg(0, "cannot map memory"))?;
+    let mut arena = Arena::map(size).map_err(|_| nomem())?;
     let mut b = Builder {
         snap: &snap,
         diag_err,
@@ -653,7 +658,7 @@ fn write_plan(b: &mut Builder<'_>, tasks: &[CapTask], opts: &Options<'_>, out: &
     }
     // Targets by (object, end, fd order).
     let order = {
-        let mut a = Arena::map(bytes_for::<u64>(snap.fds.len())).map_err(|_| fail_msg(0, "cannot map memory"))?;
+        let mut a = Arena::map(bytes_for::<u64>(snap.fds.len())).map_err(|_| nomem())?;
         a.take::<u64>(snap.fds.len())
     };
     let mut m = 0;
@@ -850,7 +855,7 @@ struct ArgBuf {
 impl ArgBuf {
     fn new() -> Result<ArgBuf, CaptureError> {
         let size = crate::plan::MAX_ARG_BYTES + 4096;
-        let mut a = Arena::map(size).map_err(|_| fail_msg(0, "cannot map memory"))?;
+        let mut a = Arena::map(size).map_err(|_| nomem())?;
         Ok(ArgBuf { buf: a.take::<u8>(size) })
     }
 

@@ -72,11 +72,14 @@ pub struct InspectError {
 impl InspectError {
     /// `pid P fd N: WHAT: ERRNO`.
     pub fn format<const N: usize>(&self, l: &mut Line<N>) {
-        l.str("pid ").num(self.pid as u64);
-        if let Some(f) = self.fd {
-            l.str(" fd ").num(f as u64);
+        if self.pid != 0 {
+            l.str("pid ").num(self.pid as u64);
+            if let Some(f) = self.fd {
+                l.str(" fd ").num(f as u64);
+            }
+            l.str(": ");
         }
-        l.str(": ").str(self.what);
+        l.str(self.what);
         if self.errno.0 != 0 {
             l.str(": ").str(self.errno.name().unwrap_or("error"));
         }

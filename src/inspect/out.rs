@@ -41,11 +41,8 @@ impl Out {
 
     pub fn num(&mut self, v: u64) -> &mut Self {
         let mut d = [0u8; 20];
-        let s = crate::text::fmt_u64(v, &mut d);
-        let s: &[u8] = s;
-        let mut tmp = [0u8; 20];
-        tmp[..s.len()].copy_from_slice(s);
-        self.push(&tmp[..s.len()])
+        let digits = crate::text::fmt_u64(v, &mut d);
+        self.push(digits)
     }
 
     pub fn octal(&mut self, mut v: u64) -> &mut Self {

@@ -81,9 +81,10 @@ fn read_u32(b: &[u8]) -> u32 {
     u32::from_ne_bytes([b[0], b[1], b[2], b[3]])
 }
 
-/// Asks the kernel about every AF_UNIX socket of this network namespace (a dump), or about the
-/// one socket `only` (inode), and calls `each` for every answer. `ENOENT` when the kernel has
-/// no unix_diag (CONFIG_UNIX_DIAG off, or its module not loaded).
+/// `socket(AF_NETLINK, SOCK_RAW, NETLINK_SOCK_DIAG)`, then `send` of a SOCK_DIAG_BY_FAMILY
+/// request and `recv` of the answers: every AF_UNIX socket of this network namespace (a dump),
+/// or the one socket `only` (inode); `each` sees every answer. `ENOENT` when the kernel has no
+/// unix_diag (CONFIG_UNIX_DIAG off, or its module not loaded).
 pub fn unix_sockets(only: Option<u32>, mut each: impl FnMut(&UnixSocket)) -> SysResult<()> {
     // SAFETY: integer arguments only.
     let sock = check(unsafe {
