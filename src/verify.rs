@@ -551,11 +551,16 @@ fn row(st: &mut State<'_, '_>, out: &mut Out, t: usize, f: u32, tg: Option<&Targ
             out.pad_from(start, 122);
         }
     }
-    if tg.is_none() {
+    let Some(tg) = tg else {
         out.str("EXTRA: not in the plan\n");
-    } else if found.is_empty() {
-        out.str("ok\n");
-    } else {
-        out.str("MISMATCH\n");
+        return;
+    };
+    out.str(if found.is_empty() { "ok" } else { "MISMATCH" });
+    // Sharing, as kcmp found it: the object's first fd, unless this is it.
+    if let Some(first) = st.first_target(file_of(tg.object, tg.end)) {
+        if (first.task, first.fd) != (tg.task, tg.fd) && st.desc_of[file_of(tg.object, tg.end)] == live.map_or(0, |l| l.desc + 1) {
+            out.str("  (one description with task ").num(st.plan.tasks[first.task as usize].id as u64).str(" fd ").num(first.fd as u64).str(")");
+        }
     }
+    out.str("\n");
 }

@@ -88,11 +88,14 @@ fn matching_plan_passes_with_a_table() {
     assert!(o.stdout.ends_with("verify: ok: 2 tasks, 11 fds match the plan\n"), "{o}");
     let rows: Vec<&str> = o.stdout.lines().filter(|l| l.starts_with("  ") && !l.trim_start().starts_with("fd ")).collect();
     assert_eq!(rows.len(), 11, "{o}");
-    assert!(rows.iter().all(|r| r.ends_with(" ok")), "{o}");
+    assert!(rows.iter().all(|r| r.contains(" ok") && !r.contains("MISMATCH") && !r.contains("EXTRA")), "{o}");
     // Each row says what the kernel says: task 2's fd 7 is the log, offset 4, rdwr, cloexec.
     let row7 = o.stdout.lines().skip_while(|l| !l.starts_with("task 2 ")).find(|l| l.trim_start().starts_with("7 ")).unwrap();
     let words: Vec<&str> = row7.split_whitespace().collect();
-    assert_eq!(words, ["7", "reg", "1", &t.log, &t.log, "4", "rdwr", "yes", "ok"], "{row7}");
+    assert_eq!(words, ["7", "reg", "1", &t.log, &t.log, "4", "rdwr", "yes", "ok", "(one", "description", "with", "task", "1", "fd", "5)"], "{row7}");
+    // Task 2's fd 8 is another description of the same file: no sharing note.
+    let row8 = o.stdout.lines().skip_while(|l| !l.starts_with("task 2 ")).find(|l| l.trim_start().starts_with("8 ")).unwrap();
+    assert!(row8.ends_with(" ok"), "{row8}");
     let row9 = o.stdout.lines().find(|l| l.trim_start().starts_with("9 ")).unwrap();
     assert!(row9.contains("anon_inode:[eventfd]") && row9.contains("count=3"), "{row9}");
 }
