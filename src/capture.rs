@@ -31,6 +31,9 @@ pub struct CapTask {
     pub parent: u32,
     /// `files=`: index + 1 of the task whose table this one shares.
     pub files: u32,
+    /// When it started (clock ticks since boot): siblings are ordered by it, so task ids
+    /// follow creation order even where pids wrapped.
+    pub start: u64,
 }
 
 // SAFETY: plain integers, valid when zero.
@@ -101,9 +104,16 @@ fn nomem() -> CaptureError {
     CaptureError { line }
 }
 
-/// Reads `/proc/PID/stat`: the parent pid, and whether the process is a zombie (it has no fd
-/// table any more).
-fn ppid_of(pid: i32) -> Result<(i32, bool), Errno> {
+/// What `/proc/PID/stat` says about one process.
+struct Stat {
+    ppid: i32,
+    /// A zombie has no fd table any more.
+    dead: bool,
+    start: u64,
+}
+
+/// Reads `/proc/PID/stat`.
+fn stat_of(pid: i32) -> Result<Stat, Errno> {
     let mut p = Line::<40>::new();
     p.str("/proc/").num(pid as u64).str("/stat\0");
     let f = fd::open(p.peek(), g::O_RDONLY | g::O_CLOEXEC, 0)?;
@@ -116,11 +126,14 @@ fn ppid_of(pid: i32) -> Result<(i32, bool), Errno> {
     let mut words = text[close + 1..].split(|&b| b == b' ').filter(|w| !w.is_empty());
     let dead = matches!(words.next(), Some(b"Z" | b"X"));
     let ppid = words.next().and_then(|w| crate::text::parse_radix(w, 10)).map(|v| v as i32).ok_or(Errno::INVAL)?;
-    Ok((ppid, dead))
+    // Field 22, starttime: 18 words after ppid.
+    let start = words.nth(17).and_then(|w| crate::text::parse_radix(w, 10)).unwrap_or(0);
+    Ok(Stat { ppid, dead, start })
 }
 
-/// The tasks to capture, parents before children: the given pids, and with `tree` every
-/// descendant (found by scanning /proc for parent pids).
+/// The tasks to capture, parents before children (breadth first, siblings in the order they
+/// started): the given pids, and with `tree` every descendant (found by scanning /proc for
+/// parent pids).
 pub fn collect_tasks(given: &[i32], tree: bool) -> Result<&'static mut [CapTask], CaptureError> {
     // Candidates: the given pids, plus with --tree every process of /proc.
     let mut all = 0usize;
@@ -139,11 +152,11 @@ pub fn collect_tasks(given: &[i32], tree: bool) -> Result<&'static mut [CapTask]
         if cand[..n].iter().any(|c| c.pid == pid) {
             continue;
         }
-        let (ppid, dead) = ppid_of(pid).map_err(|e| fail(&InspectError { pid, fd: None, what: "read /proc/PID/stat", errno: e }))?;
-        if dead {
+        let st = stat_of(pid).map_err(|e| fail(&InspectError { pid, fd: None, what: "read /proc/PID/stat", errno: e }))?;
+        if st.dead {
             return Err(fail_msg(pid, "a zombie: it has no fd table"));
         }
-        cand[n] = CapTask { pid, ppid, ..CapTask::default() };
+        cand[n] = CapTask { pid, ppid: st.ppid, start: st.start, ..CapTask::default() };
         n += 1;
     }
     let given_n = n;
@@ -154,8 +167,8 @@ pub fn collect_tasks(given: &[i32], tree: bool) -> Result<&'static mut [CapTask]
         let _ = inspect::for_each_fd(proc_dir, |pid| {
             let pid = pid as i32;
             if n < cap && pid != me && !cand[..given_n].iter().any(|c| c.pid == pid) {
-                if let Ok((ppid, false)) = ppid_of(pid) {
-                    cand[n] = CapTask { pid, ppid, ..CapTask::default() };
+                if let Ok(Stat { ppid, dead: false, start }) = stat_of(pid) {
+                    cand[n] = CapTask { pid, ppid, start, ..CapTask::default() };
                     n += 1;
                 }
             }
@@ -163,12 +176,12 @@ pub fn collect_tasks(given: &[i32], tree: bool) -> Result<&'static mut [CapTask]
         });
     }
     let _ = fd::close(proc_dir);
-    // Breadth first from the roots (given pids whose parent is not given), children by pid.
+    // Breadth first from the roots, siblings in the order they started.
     let by_ppid = arena.take::<u32>(n);
     for (i, b) in by_ppid.iter_mut().enumerate() {
         *b = i as u32;
     }
-    crate::sort::sort_by_key(by_ppid, |&i| (cand[i as usize].ppid, cand[i as usize].pid));
+    crate::sort::sort_by_key(by_ppid, |&i| (cand[i as usize].ppid, cand[i as usize].start, cand[i as usize].pid));
     let out = arena.take::<CapTask>(n);
     let taken = arena.take::<u32>(n);
     let by_pid = arena.take::<u32>(n);

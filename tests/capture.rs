@@ -63,6 +63,11 @@ unsafe fn report_and_wait() -> ! {
 /// Forks a child that runs `setup` (raw syscalls only) on a fresh table, then waits; returns
 /// once it reported.
 fn fork_child(setup: impl FnOnce()) -> Group {
+    fork_reporting(1, setup)
+}
+
+/// [`fork_child`], waiting for `reports` bytes on fd 900 (the child's, and its own children's).
+fn fork_reporting(reports: usize, setup: impl FnOnce()) -> Group {
     let mut p = [0i32; 2];
     // SAFETY: plain syscalls; the child only makes raw syscalls (setup promises the same).
     let pid = unsafe {
@@ -80,25 +85,32 @@ fn fork_child(setup: impl FnOnce()) -> Group {
     assert!(pid > 0, "fork failed");
     let g = Group { root: pid };
     let mut pfd = libc::pollfd { fd: p[0], events: libc::POLLIN, revents: 0 };
-    // SAFETY: one pollfd, then read one byte.
+    // SAFETY: one pollfd, then read one byte at a time.
     unsafe {
-        assert_eq!(libc::poll(&mut pfd, 1, 20_000), 1, "child did not report");
-        let mut b = 0u8;
-        assert_eq!(libc::read(p[0], (&mut b as *mut u8).cast(), 1), 1, "child died during setup");
+        for _ in 0..reports {
+            assert_eq!(libc::poll(&mut pfd, 1, 20_000), 1, "child did not report");
+            let mut b = 0u8;
+            assert_eq!(libc::read(p[0], (&mut b as *mut u8).cast(), 1), 1, "child died during setup");
+        }
         libc::close(p[0]);
     }
     g
 }
 
-/// The children of `pid`, by pid.
+/// The children of `pid` (from every process's parent pid: no CONFIG_PROC_CHILDREN needed).
 fn children(pid: i32) -> Vec<i32> {
-    let mut v: Vec<i32> = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|s| s.parse().ok())
+    let mut v: Vec<i32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|&c| proc_ppid(c) == Some(pid))
         .collect();
     v.sort();
     v
+}
+
+/// The pids of a captured plan's tasks, in task order (from its `# pid P` comments).
+fn plan_pids(plan: &str) -> Vec<i32> {
+    plan.lines().filter(|l| l.starts_with("task ")).map(|l| l.rsplit("# pid ").next().unwrap().trim().parse().unwrap()).collect()
 }
 
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
@@ -188,7 +200,7 @@ fn start_tree(d: &TmpDir) -> (Group, Vec<i32>) {
     let argv = [c"/bin/sh".as_ptr(), c"-c".as_ptr(), c"sleep 100 | sleep 100".as_ptr(), std::ptr::null()];
     let envp = [c"PATH=/usr/bin:/bin".as_ptr(), std::ptr::null()];
     // SAFETY (of the closure): raw syscalls only, on memory prepared before the fork.
-    let g = fork_child(|| unsafe {
+    let g = fork_reporting(2, || unsafe {
         let l = libc::open(log.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_APPEND, 0o644);
         libc::dup2(l, 1);
         libc::dup2(l, 2);
@@ -226,6 +238,7 @@ fn start_tree(d: &TmpDir) -> (Group, Vec<i32>) {
             libc::close(4);
             libc::close(8);
             libc::fcntl(9, libc::F_SETFL, libc::O_NONBLOCK);
+            libc::write(900, b"1".as_ptr().cast(), 1);
             libc::close(900);
             loop {
                 libc::pause();
@@ -250,7 +263,11 @@ fn start_tree(d: &TmpDir) -> (Group, Vec<i32>) {
         kids = children(t0);
         kids.len() == 3
     });
-    let sh = kids[1];
+    // By role, not by pid order (pids may wrap): T3 shares T0's table, the shell runs sh.
+    let t3 = *kids.iter().find(|&&k| kcmp_files(t0, k) == Ok(0)).expect("T3");
+    let t1 = *kids.iter().find(|&&k| k != t3 && list_fds(k).unwrap().contains(&5)).expect("T1");
+    let sh = *kids.iter().find(|&&k| k != t3 && k != t1).unwrap();
+    let kids = vec![t1, sh, t3];
     let mut sleeps = Vec::new();
     wait_for("the shell's two sleeps", || {
         sleeps = children(sh);
@@ -274,6 +291,8 @@ fn round_trip_of_a_real_tree() {
     let out = capture(&[&old[0].to_string(), "--tree"]);
     assert_eq!(out.code(), Some(0), "capture: {out}");
     let plan = out.stdout.clone();
+    // The plan's task order (parents first, siblings as they started): the old pids in it.
+    let old = plan_pids(&plan);
     // What the plan must say in words (the rest is checked on the restored tree).
     for want in ["task 4 parent=1 files=1", "socketpair 4 stream", "eventfd 5 count=5", "pipe 6", "memfd 8 state size=5 seals=seal pos=5", "reopen 12 6 w flags=nonblock"] {
         assert!(plan.lines().any(|l| l.starts_with(want)), "plan lacks {want:?}:\n{plan}");
@@ -330,7 +349,10 @@ fn given_pids_only() {
     assert_eq!(out.code(), Some(0), "{out}");
     let tasks: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with("task ")).collect();
     assert_eq!(tasks.len(), 6, "{}", out.stdout);
-    assert!(tasks[4].starts_with("task 5 parent=3 ") && tasks[4].ends_with(&format!("# pid {}", old[4])), "{}", out.stdout);
+    assert!(tasks[0].ends_with(&format!("# pid {}", old[0])), "{}", out.stdout);
+    let id_of = |pid: i32| tasks.iter().position(|l| l.ends_with(&format!("# pid {pid}"))).unwrap() + 1;
+    let sleep_line = tasks[id_of(old[4]) - 1];
+    assert!(sleep_line.contains(&format!(" parent={} ", id_of(old[2]))) && id_of(old[4]) > id_of(old[2]), "{}", out.stdout);
 }
 
 /// One child holding one unsupported fd at 3.
