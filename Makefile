@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/release/fdslot
 
-.PHONY: all build blob test demo size bench bench-quick clean check-toolchain
+.PHONY: all build blob test demo size bench bench-quick bench-deps clean check-toolchain initramfs boot-test boot-deps
 
 all: build
 
@@ -17,19 +17,46 @@ blob: check-toolchain
 	$(CARGO) build --release --bin fdslot-blob
 	objcopy -O binary target/release/fdslot-blob fdslot.blob
 
-# The integration tests spawn target/release/fdslot and ask the kernel what it did.
+# The integration tests spawn target/release/fdslot and ask the kernel what it did; the boot
+# test boots it in a real kernel (qemu).
 test: build
 	$(CARGO) test --release
+	$(MAKE) boot-test
+
+# fdslot in an initramfs (README "fdslot in an initramfs"). Two newc archives, written by
+# tools/mkinitramfs.py from examples/initramfs/*.list: fdslot as /init (nothing else but the
+# tasks' no-libc program), and fdslot run from busybox's shell as /init.
+BOOT := build/boot
+KERNEL := $(BOOT)/kernel/vmlinuz
+
+boot-deps:
+	tools/boot-deps.sh
+
+initramfs: build boot-deps
+	$(CARGO) build --release --bin fdslot-probe
+	python3 tools/mkinitramfs.py examples/initramfs/init.list $(BOOT)/fdslot-init.cpio
+	python3 tools/mkinitramfs.py examples/initramfs/busybox.list $(BOOT)/fdslot-busybox.cpio
+	@printf '%s: %s bytes\n' $(BOOT)/fdslot-init.cpio $$(stat -c %s $(BOOT)/fdslot-init.cpio)
+	@printf '%s: %s bytes\n' $(BOOT)/fdslot-busybox.cpio $$(stat -c %s $(BOOT)/fdslot-busybox.cpio)
+
+# Boots each archive under qemu (TCG, under a timeout) and checks the serial console.
+boot-test: initramfs
+	tools/boot-test.sh init $(KERNEL) $(BOOT)/fdslot-init.cpio examples/initramfs/expect-init.txt
+	tools/boot-test.sh busybox $(KERNEL) $(BOOT)/fdslot-busybox.cpio examples/initramfs/expect-busybox.txt
 
 demo: build
 	$(CARGO) build --release --example fdtable
 	bash examples/demo.sh
 
 # Restore times against the private-open floor, both forms; see bench/bench.py.
-bench: build
+# strace counts the syscalls per fd; without it that column stays empty.
+bench-deps:
+	@command -v strace >/dev/null || { command -v apt-get >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null; } || echo "bench: no strace, no syscall counts" >&2
+
+bench: build blob bench-deps
 	python3 bench/bench.py
 
-bench-quick: build
+bench-quick: build blob bench-deps
 	python3 bench/bench.py --quick
 
 size: build blob

@@ -4,7 +4,9 @@
 Generates its plans (seeded), runs each several times, and reports medians:
   - the CRIU matrix: N files in the root, inherited by K children (every file in every task);
   - the floor for the same tasks and fds: every fd a private open in its own task (nothing sent);
-  - many tasks with random sharing.
+  - many tasks with random sharing;
+  - `fdslot inject` into running processes (one fd moved, reptyr-style; two processes made to
+    share 1,000 files), wall time of the whole command.
 Both transport forms (--batch 1 and the default 253). Time is wall time from exec of
 `fdslot run --stop` until it prints `ready` (the restore only). Peak RSS is the tasks' VmHWM.
 
@@ -14,6 +16,7 @@ not judged).
 """
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -23,6 +26,7 @@ import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FDSLOT = os.environ.get("FDSLOT_BIN", os.path.join(TOP, "target", "release", "fdslot"))
+BLOB = os.environ.get("FDSLOT_BLOB", os.path.join(TOP, "fdslot.blob"))
 OUT = os.path.join(TOP, "bench", "results")
 # CRIU 4.2 on these machines, whole restore of N files inherited by K children (median of 5).
 CRIU_MS = {(1000, 4): 184.0, (10000, 1): 187.0, (10000, 4): 3965.0}
@@ -34,6 +38,53 @@ def shared_plan(path, files, children):
         lines.append(f"reg {i + 1} {path} flags=rdonly")
         lines.extend(f"  at {t}:{i + 3}" for t in range(1, children + 2))
     return "\n".join(lines) + "\n"
+
+
+def read_until_ready(p):
+    """The task pids `run --stop` prints, up to its `ready` line."""
+    pids = []
+    for line in p.stdout:
+        w = line.split()
+        if w[:1] == [b"task"]:
+            pids.append(int(w[3]))
+        elif w == [b"ready"]:
+            break
+    return pids
+
+
+def kill_all(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def tasks_only_plan(children):
+    """The fork+exit floor: the same tasks with no fds at all."""
+    return "\n".join(["fdslot 1", "task 1"] + [f"task {t} parent=1" for t in range(2, children + 2)]) + "\n"
+
+
+def syscalls(plan_text, batch, tmp):
+    """Syscalls of one `run --stop` (run and every task), counted by strace -f -c; None when
+    strace is not installed."""
+    if not shutil.which("strace"):
+        return None
+    plan_file = os.path.join(tmp, "plan-strace")
+    with open(plan_file, "w") as f:
+        f.write(plan_text)
+    out = os.path.join(tmp, "strace.out")
+    p = subprocess.Popen(["strace", "-f", "-c", "-o", out, FDSLOT, "run", plan_file, "--stop", "--batch", str(batch),
+                          "--timeout", "60"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    pids = read_until_ready(p)
+    kill_all(pids)
+    p.wait()
+    with open(out) as f:
+        for line in f:
+            w = line.split()
+            if w and w[-1] == "total":
+                return int(w[3]) if len(w) >= 5 else int(w[2])
+    return None
 
 
 def private_plan(path, files, children):
@@ -71,13 +122,7 @@ def run_once(plan_file, batch):
     start = time.perf_counter()
     p = subprocess.Popen([FDSLOT, "run", plan_file, "--stop", "--batch", str(batch), "--timeout", "60"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    pids = []
-    for line in p.stdout:
-        w = line.split()
-        if w[:1] == [b"task"]:
-            pids.append(int(w[3]))
-        elif w == [b"ready"]:
-            break
+    pids = read_until_ready(p)
     elapsed = time.perf_counter() - start
     if not pids:
         err = p.stderr.read().decode()
@@ -92,11 +137,7 @@ def run_once(plan_file, batch):
                         rss = max(rss, int(l.split()[1]))
         except OSError:
             pass
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill_all(pids)
     p.wait()
     return elapsed * 1000.0, rss
 
@@ -113,13 +154,7 @@ def start_stopped(plan_file):
     """fdslot run --stop: (the run process, the task pids in plan order) once ready."""
     p = subprocess.Popen([FDSLOT, "run", plan_file, "--stop", "--timeout", "60"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    pids = []
-    for line in p.stdout:
-        w = line.split()
-        if w[:1] == [b"task"]:
-            pids.append(int(w[3]))
-        elif w == [b"ready"]:
-            break
+    pids = read_until_ready(p)
     if not pids:
         err = p.stderr.read().decode()
         p.wait()
@@ -150,11 +185,7 @@ def measure_capture(plan_text, reps, tmp):
                 raise RuntimeError(f"fdslot verify failed: {out.stderr.decode()}")
         return statistics.median(cap), statistics.median(ver)
     finally:
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_all(pids)
         p.wait()
 
 
@@ -213,6 +244,29 @@ def svg_plot(series, path):
         f.write("\n".join(out) + "\n")
 
 
+def inject_ms(plan_text, ntasks, reps, tmp):
+    """Median wall time of `fdslot inject` into `ntasks` fresh sleeping processes."""
+    plan_file = os.path.join(tmp, "inject-plan")
+    with open(plan_file, "w") as f:
+        f.write(plan_text)
+    times = []
+    for _ in range(reps):
+        procs = [subprocess.Popen(["sleep", "1000"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                 for _ in range(ntasks)]
+        time.sleep(0.05)
+        args = [FDSLOT, "inject", plan_file, "--blob", BLOB, "--keep", "all"]
+        args += [f"{i + 1}={p.pid}" for i, p in enumerate(procs)]
+        start = time.perf_counter()
+        r = subprocess.run(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        times.append((time.perf_counter() - start) * 1000.0)
+        for p in procs:
+            p.kill()
+            p.wait()
+        if r.returncode != 0:
+            raise RuntimeError(f"fdslot inject failed: {r.stderr.decode()}")
+    return statistics.median(times)
+
+
 def main():
     quick = "--quick" in sys.argv
     reps = 1 if quick else 5
@@ -223,23 +277,33 @@ def main():
     with open(target, "w") as f:
         f.write("x")
     rows, series = [], {}
+    forks = {}
     for children in (1, 4):
+        forks[children] = measure(tasks_only_plan(children), 253, reps, tmp)[0]
         for n in sizes:
             fds = n * (children + 1)
             floor_ms, _ = measure(private_plan(target, n, children), 253, reps, tmp)
             for batch in (1, 253):
-                ms, rss = measure(shared_plan(target, n, children), batch, reps, tmp)
+                plan = shared_plan(target, n, children)
+                ms, rss = measure(plan, batch, reps, tmp)
                 us_fd = ms * 1000.0 / fds
                 criu = CRIU_MS.get((n, children))
+                calls = syscalls(plan, batch, tmp)
                 rows.append((f"{n} files x {children + 1} tasks", batch, fds, ms, us_fd, ms / floor_ms, rss,
-                             f"{criu / ms:.0f}x" if criu else ""))
+                             f"{criu / ms:.0f}x" if criu else "", calls / fds if calls else None, floor_ms))
                 series.setdefault(f"K={children} batch={batch}", []).append((fds, us_fd))
     many = [(10, 100)] if quick else [(100, 1000), (1000, 100)]
     for tasks, per in many:
         text, fds = random_plan(target, tasks, per, seed=tasks)
         for batch in (1, 253):
             ms, rss = measure(text, batch, max(1, reps // 2 + 1), tmp)
-            rows.append((f"{tasks} tasks x {per} fds, random sharing", batch, fds, ms, ms * 1000.0 / fds, None, rss, ""))
+            rows.append((f"{tasks} tasks x {per} fds, random sharing", batch, fds, ms, ms * 1000.0 / fds, None, rss, "", None, None))
+    inject_reps = 3 if quick else 21
+    move = f"fdslot 1\ntask 1\nreg 1 {target} flags=wronly\n  at 1:1\n"
+    shared = "fdslot 1\ntask 1\ntask 2\n" + "".join(
+        f"reg {i + 1} {target} flags=rdonly\n  at 1:{10 + i}\n  at 2:{10 + i}\n" for i in range(1000))
+    injects = [("1 process, 1 fd moved (reptyr-style)", inject_ms(move, 1, inject_reps, tmp)),
+               ("2 processes sharing 1000 files", inject_ms(shared, 2, inject_reps, tmp))]
     # fdslot capture and verify of a restored tree (the worst case for grouping: one inode).
     cap_rows = []
     tasks, per = (10, 100) if quick else (10, 1000)
@@ -248,20 +312,28 @@ def main():
         cap_ms, ver_ms = measure_capture(text, reps, tmp)
         cap_rows.append((f"{tasks} tasks x {per} fds, random sharing, {name}", fds, cap_ms, ver_ms))
     size = os.stat(FDSLOT).st_size
+    blob_size = os.stat(BLOB).st_size
     lines = ["# fdslot run --stop: restore time (medians of %d)" % reps, "",
-             f"fdslot stripped size: {size} bytes", "",
-             "| plan | --batch | fds | ms | us/fd | vs floor | peak RSS/task (KiB) | vs CRIU 4.2 |",
-             "|---|---|---|---|---|---|---|---|"]
-    for name, batch, fds, ms, us, ratio, rss, criu in rows:
+             f"fdslot stripped size: {size} bytes; fdslot.blob: {blob_size} bytes", "",
+             "| plan | --batch | fds | ms | us/fd | floor ms | vs floor | syscalls/fd | peak RSS/task (KiB) | vs CRIU 4.2 |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, batch, fds, ms, us, ratio, rss, criu, calls, floor_ms in rows:
         r = f"{ratio:.2f}" if ratio else ""
-        lines.append(f"| {name} | {batch} | {fds} | {ms:.1f} | {us:.2f} | {r} | {rss} | {criu} |")
+        c = f"{calls:.1f}" if calls else ""
+        fl = f"{floor_ms:.1f}" if floor_ms else ""
+        lines.append(f"| {name} | {batch} | {fds} | {ms:.1f} | {us:.2f} | {fl} | {r} | {c} | {rss} | {criu} |")
     lines += ["", "floor: the same tasks and fds, every fd a private open in its own task (nothing sent).",
+              "fork+exit floor (the same tasks, no fds): " + ", ".join(f"{k + 1} tasks: {v:.1f} ms" for k, v in forks.items()) + ".",
+              "syscalls/fd: every syscall of run and its tasks (strace -f -c), over the plan's fds.",
               "CRIU 4.2 times (same machine kind, whole restore): " +
               ", ".join(f"N={n} K={k}: {v:.0f} ms" for (n, k), v in CRIU_MS.items()) + "."]
     lines += ["", "## fdslot capture --tree and fdslot verify of the restored tasks (medians of %d)" % reps, "",
               "| tree | fds | capture ms | verify ms |", "|---|---|---|---|"]
     for name, fds, cap_ms, ver_ms in cap_rows:
         lines.append(f"| {name} | {fds} | {cap_ms:.1f} | {ver_ms:.1f} |")
+    lines += ["", f"## fdslot inject (medians of {inject_reps}, whole command: seize, inject, restore, release)", "",
+              "| case | ms |", "|---|---|"]
+    lines += [f"| {name} | {ms:.2f} |" for name, ms in injects]
     text = "\n".join(lines) + "\n"
     with open(os.path.join(OUT, "results.md"), "w") as f:
         f.write(text)

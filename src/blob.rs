@@ -6,7 +6,8 @@
 
 use crate::plan::parse;
 use crate::report::EXIT_USAGE;
-use crate::restore::restore_alone;
+use crate::restore::{restore_alone, AloneOptions};
+use crate::sys::fd;
 use crate::restore::roles::MAX_BATCH;
 use crate::sys::proc;
 use crate::text::Line;
@@ -33,8 +34,15 @@ pub struct BlobArgs {
     /// Fds of the host to keep open and untouched (at most 64; not planned slots), or NULL.
     pub keep: *const u32,
     pub keep_len: u32,
-    pub _reserved: u32,
+    /// `FLAG_*` bits; others must be 0.
+    pub flags: u32,
 }
+
+/// Rebuild the host's table transactionally: park the fds the plan displaces and put them back
+/// if the restore fails; with a sync fd, wait after `done` for the parent's `commit` or `abort`.
+pub const FLAG_PRESERVE: u32 = 1;
+/// With `FLAG_PRESERVE`: leave every fd the plan does not name open and untouched.
+pub const FLAG_KEEP_OTHERS: u32 = 2;
 
 fn report(args: &BlobArgs, line: &[u8]) {
     if args.error.is_null() || args.error_len == 0 {
@@ -61,6 +69,16 @@ pub unsafe fn blob_restore(args: &BlobArgs) -> i64 {
     -(code as i64)
 }
 
+/// Refuses the call before anything changed. The sync fd is the blob's from the call on, so it
+/// is closed here too (the barrier closes it on every later path).
+fn reject(args: &BlobArgs, line: &[u8]) -> u8 {
+    report(args, line);
+    if args.sync_fd >= 0 {
+        let _ = fd::close(args.sync_fd);
+    }
+    EXIT_USAGE
+}
+
 fn restore(args: &BlobArgs) -> u8 {
     let mut line = Line::<400>::new();
     let sess_len = args.session.iter().position(|&b| b == 0).unwrap_or(32);
@@ -72,9 +90,10 @@ fn restore(args: &BlobArgs) -> u8 {
         || args.batch > MAX_BATCH as u32
         || args.task == 0
         || args.task > 65535
+        || args.flags & !(FLAG_PRESERVE | FLAG_KEEP_OTHERS) != 0
+        || args.flags == FLAG_KEEP_OTHERS
     {
-        report(args, b"fdslot: blob: bad arguments (plan, session, batch or task)");
-        return EXIT_USAGE;
+        return reject(args, b"fdslot: blob: bad arguments (plan, session, batch, task or flags)");
     }
     // SAFETY: the caller vouches for plan and plan_len.
     let text = unsafe { core::slice::from_raw_parts(args.plan, args.plan_len as usize) };
@@ -82,13 +101,11 @@ fn restore(args: &BlobArgs) -> u8 {
         Ok(p) => p,
         Err(mut e) => {
             line.str("fdslot: plan line ").num(e.line as u64).str(": ").push(e.msg.as_bytes());
-            report(args, line.as_bytes());
-            return EXIT_USAGE;
+            return reject(args, line.as_bytes());
         }
     };
     let Some(t) = plan.task_by_id(args.task as u16).filter(|&t| plan.tasks[t].files == 0) else {
-        report(args, b"fdslot: blob: the task is not in the plan, or shares another task's table");
-        return EXIT_USAGE;
+        return reject(args, b"fdslot: blob: the task is not in the plan, or shares another task's table");
     };
     let batch = if args.batch == 0 { MAX_BATCH } else { args.batch as u16 };
     let timeout = if args.timeout_ms == 0 { 10_000 } else { args.timeout_ms as u64 };
@@ -99,13 +116,22 @@ fn restore(args: &BlobArgs) -> u8 {
         let given = unsafe { core::slice::from_raw_parts(args.keep, args.keep_len as usize) };
         for &k in given {
             if !keep.contains(&k) && keep.push(k).is_err() {
-                report(args, b"fdslot: blob: more than 64 fds to keep");
-                return EXIT_USAGE;
+                return reject(args, b"fdslot: blob: more than 64 fds to keep");
             }
         }
         crate::sort::sort_by_key(&mut keep, |&k| k);
     }
-    match restore_alone(&plan, t, session, batch, args.sync_fd, -1, &keep, deadline, |text| report(args, text)) {
+    let options = AloneOptions {
+        session,
+        batch,
+        sync_fd: args.sync_fd,
+        err_fd: -1,
+        keep: &keep,
+        deadline,
+        preserve: args.flags & FLAG_PRESERVE != 0,
+        keep_others: args.flags & FLAG_KEEP_OTHERS != 0,
+    };
+    match restore_alone(&plan, t, &options, |text| report(args, text)) {
         Ok(mut barrier) => {
             barrier.close();
             0

@@ -23,8 +23,11 @@ struct BlobArgs {
     error_len: u64,
     keep: *const u32,
     keep_len: u32,
-    reserved: u32,
+    flags: u32,
 }
+
+/// fdslot.h's FDSLOT_FLAG_PRESERVE: park displaced fds, put them back on failure.
+const FLAG_PRESERVE: u32 = 1;
 
 /// The flat image: made from the linked blob with objcopy, as `make blob` does.
 fn blob() -> &'static [u8] {
@@ -46,14 +49,16 @@ struct Header {
     image: usize,
     memory: usize,
     stack_need: usize,
+    exec: usize,
 }
 
 fn header(b: &[u8]) -> Header {
     assert_eq!(&b[..8], b"FDSLOTB\0", "magic");
     let u32_at = |o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap()) as usize;
     let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap()) as usize;
-    assert_eq!(u32_at(8), 1, "version");
-    let h = Header { entry: u32_at(12), image: u64_at(16), memory: u64_at(24), stack_need: u64_at(32) };
+    assert_eq!(u32_at(8), 2, "version");
+    let h = Header { entry: u32_at(12), image: u64_at(16), memory: u64_at(24), stack_need: u64_at(32), exec: u64_at(40) };
+    assert!(h.exec % 4096 == 0 && h.entry < h.exec && h.exec <= h.image, "read+exec part: {:#x}", h.exec);
     assert_eq!(h.image, b.len(), "the header's image size is the file's");
     assert!(h.memory >= h.image && h.entry < h.image);
     h
@@ -100,10 +105,13 @@ unsafe fn call_on_stack(entry: usize, args: *mut BlobArgs, top: usize) -> i64 {
 
 /// Forks a child that maps the blob at `hint`, runs it for `task`, reports, and stops itself.
 fn spawn_blob_task(plan: &str, task: u32, session: &str, hint: usize, report: *mut Report) -> i32 {
-    spawn_blob_task_keeping(plan, task, session, hint, report, &[])
+    spawn_blob_task_with(plan, task, session, hint, report, &[], 0, false)
 }
 
-fn spawn_blob_task_keeping(plan: &str, task: u32, session: &str, hint: usize, report: *mut Report, keep: &[u32]) -> i32 {
+/// With `stop_first`, the child also stops itself before the call, so that its table can be
+/// looked at as it was.
+#[allow(clippy::too_many_arguments)]
+fn spawn_blob_task_with(plan: &str, task: u32, session: &str, hint: usize, report: *mut Report, keep: &[u32], flags: u32, stop_first: bool) -> i32 {
     let image = blob();
     let h = header(image);
     let mut args = BlobArgs {
@@ -119,7 +127,7 @@ fn spawn_blob_task_keeping(plan: &str, task: u32, session: &str, hint: usize, re
         error_len: 512,
         keep: keep.as_ptr(),
         keep_len: keep.len() as u32,
-        reserved: 0,
+        flags,
     };
     args.session[..session.len()].copy_from_slice(session.as_bytes());
     // SAFETY: fork in a test process: the child only makes raw syscalls and copies memory.
@@ -133,7 +141,7 @@ fn spawn_blob_task_keeping(plan: &str, task: u32, session: &str, hint: usize, re
         let at = libc::mmap(
             hint as *mut libc::c_void,
             len,
-            libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+            libc::PROT_READ | libc::PROT_WRITE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
             -1,
             0,
@@ -143,6 +151,11 @@ fn spawn_blob_task_keeping(plan: &str, task: u32, session: &str, hint: usize, re
             libc::_exit(1);
         }
         std::ptr::copy_nonoverlapping(image.as_ptr(), at as *mut u8, image.len());
+        // W^X: the code becomes read+exec; what the blob relocates stays writable.
+        if libc::mprotect(at, h.exec, libc::PROT_READ | libc::PROT_EXEC) != 0 {
+            (*report).ret = -1002;
+            libc::_exit(1);
+        }
         let stack = libc::mmap(std::ptr::null_mut(), PAINTED, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS, -1, 0);
         if stack == libc::MAP_FAILED {
             (*report).ret = -1001;
@@ -150,6 +163,9 @@ fn spawn_blob_task_keeping(plan: &str, task: u32, session: &str, hint: usize, re
         }
         std::ptr::write_bytes(stack as *mut u8, PAINT, PAINTED);
         (*report).base = at as u64;
+        if stop_first {
+            libc::raise(libc::SIGSTOP);
+        }
         (*report).ret = call_on_stack(at as usize + h.entry, &mut args, stack as usize + PAINTED);
         let painted = std::slice::from_raw_parts(stack as *const u8, PAINTED);
         (*report).stack_used = (PAINTED - painted.iter().position(|&b| b != PAINT).unwrap_or(PAINTED)) as u64;
@@ -270,7 +286,8 @@ fn stack_need_covers_a_full_batch() {
     let mut pids = BTreeMap::new();
     for (i, task) in [1u32, 2].into_iter().enumerate() {
         // SAFETY: i < 2 reports.
-        let pid = spawn_blob_task(&text, task, &session, 0x3000_0000_0000 + i * 0x1000_0000, unsafe { reports.add(i) });
+        // Preserve mode, as inject runs it: the deepest path there is.
+        let pid = spawn_blob_task_with(&text, task, &session, 0x3000_0000_0000 + i * 0x1000_0000, unsafe { reports.add(i) }, &[], FLAG_PRESERVE, false);
         pids.insert(task as u16, pid);
     }
     for (i, &pid) in pids.values().enumerate() {
@@ -299,7 +316,7 @@ fn keeps_the_hosts_fds() {
     let text = p.text();
     let reports = shared_reports(1);
     // The test's fd 2 (stderr) is inherited by the host: keep it at 2.
-    let pid = spawn_blob_task_keeping(&text, 1, "blobkeep", 0x2800_0000_0000, reports, &[2]);
+    let pid = spawn_blob_task_with(&text, 1, "blobkeep", 0x2800_0000_0000, reports, &[2], 0, false);
     assert!(wait_stopped(pid));
     // SAFETY: written before the child stopped.
     let r = unsafe { &*reports };
@@ -313,3 +330,43 @@ fn keeps_the_hosts_fds() {
     unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
 }
 
+
+/// FLAG_PRESERVE: a restore that fails after displacing the host's fds (one planned slot holds
+/// the host's stdout) puts every one back: same numbers, same descriptions, same cloexec bits.
+#[test]
+fn preserve_puts_the_hosts_fds_back_on_failure() {
+    use std::os::fd::AsRawFd;
+    let d = TmpDir::new("blobpreserve");
+    let mut p = Plan::new();
+    p.task(1);
+    p.reg(1, &d.file("f", b"x"), "rdonly").at(1, 1).at(1, 3).at(1, 4);
+    p.reg(2, &d.path("missing"), "rdonly").at(1, 6);
+    let text = p.text();
+    let reports = shared_reports(1);
+    let pid = spawn_blob_task_with(&text, 1, "blobpreserve", 0x2a00_0000_0000, reports, &[], FLAG_PRESERVE, true);
+    assert!(wait_stopped(pid), "stopped before the call");
+    let before: Vec<(u32, String, u64, u32)> = list_fds(pid).unwrap().into_iter().map(|f| {
+        let (pos, flags) = fdinfo(pid, f).unwrap();
+        (f, fd_target(pid, f), pos, flags)
+    }).collect();
+    let copies: Vec<(u32, std::os::fd::OwnedFd)> = before.iter().map(|x| (x.0, steal_fd(pid, x.0).unwrap())).collect();
+    assert!(before.iter().any(|x| x.0 == 1), "the host has an fd in a planned slot");
+    kill(pid, libc::SIGCONT);
+    assert!(wait_stopped(pid), "the host must survive");
+    // SAFETY: written before the child stopped.
+    let r = unsafe { &*reports };
+    assert_eq!(r.ret, -1, "{}", error_text(r));
+    assert!(error_text(r).contains("fd 6") && error_text(r).contains("ENOENT"), "{}", error_text(r));
+    let after: Vec<(u32, String, u64, u32)> = list_fds(pid).unwrap().into_iter().map(|f| {
+        let (pos, flags) = fdinfo(pid, f).unwrap();
+        (f, fd_target(pid, f), pos, flags)
+    }).collect();
+    assert_eq!(before, after, "the table is back: numbers, targets, pos, flags with cloexec");
+    let me = std::process::id() as i32;
+    for (f, c) in &copies {
+        assert_eq!(kcmp_file(me, c.as_raw_fd() as u32, pid, *f), Ok(0), "fd {f} holds its own description again");
+    }
+    kill(pid, libc::SIGKILL);
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+}

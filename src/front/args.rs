@@ -32,6 +32,11 @@ impl Args {
         }
     }
 
+    /// The next argument, left in place.
+    pub fn peek(&self) -> Option<&'static [u8]> {
+        (self.next < self.argc).then(|| self.at(self.next))
+    }
+
     /// Whether `--help` appears anywhere before a `--` separator.
     pub fn wants_help(&self) -> bool {
         (self.next..self.argc).map(|i| self.at(i)).take_while(|a| *a != b"--").any(|a| a == b"--help" || a == b"-h")

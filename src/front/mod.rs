@@ -1,9 +1,10 @@
-//! The command line: argv -> check | names | run | restore. Thin: parse options, load the plan,
+//! The command line: argv -> check | names | run | restore | inject, or init mode as pid 1. Thin: parse options, load the plan,
 //! hand over to `restore`, print what comes back.
 
 pub mod args;
 pub mod capture;
 pub mod exec;
+pub mod init;
 pub mod inject;
 pub mod run;
 pub mod single;
@@ -26,8 +27,9 @@ usage: fdslot COMMAND ...
                              fork one process per task, rebuild every table, then exec
   restore PLAN TASK --session S [--sync-fd N] [--timeout SECS] [--batch N] [--keep FD,...]
           [-- PROG ARGS...]  rebuild one task's table in this process, then exec PROG
-  inject PLAN TASK=PID... [--blob PATH] [--keep FD,...] [--timeout SECS] [--batch N]
-                             rebuild live processes' tables by running fdslot.blob in them
+  inject PLAN TASK=PID... [--blob PATH] [--keep FD,...|all] [--timeout SECS] [--batch N]
+                             rebuild live processes' tables by running fdslot.blob in them;
+                             all or nothing: on any failure every table is put back
   names PLAN --session S [--batch N]
                              print the socket names a session binds
   capture PID... [--tree] [--skip-unsupported] [--data DIR]
@@ -43,7 +45,8 @@ options:
   --data DIR      capture saves memfd contents in DIR (data= in the plan)
   --timeout SECS  one deadline for the whole restore (default 10)
   --batch N       fds per message, 1..253 (1: one socket per fd; default 253)
-  --keep FD,...   fds to keep open and untouched (at most 64; not planned slots)
+  --keep FD,...   fds to keep open and untouched (at most 64; not planned slots);
+                  inject also takes --keep all: replace only the planned slots
   --session S     1 to 32 of A-Za-z0-9_-; the same for every task of a restore
   --sync-fd N     a SOCK_SEQPACKET fd to a parent tool: bound / go|abort / done|error: TEXT
 exit codes:
@@ -236,6 +239,10 @@ pub unsafe fn main(argc: usize, argv: *const *const u8, envp: *const *const u8) 
     // SAFETY: forwarded from the caller.
     let mut a = unsafe { Args::new(argc, argv) };
     let Some(cmd) = a.next() else {
+        if init::is_pid1() {
+            // SAFETY: envp as our caller promised.
+            unsafe { init::main(envp) }
+        }
         print(HELP.as_bytes());
         return EXIT_USAGE as i32;
     };
@@ -262,6 +269,9 @@ pub unsafe fn main(argc: usize, argv: *const *const u8, envp: *const *const u8) 
         b"restore" => unsafe { single::cmd_restore(&mut a, envp) },
         // SAFETY: as above.
         b"inject" => unsafe { inject::cmd_inject(&mut a, envp) },
+        // As pid 1, words the kernel passed on from its command line are not commands.
+        // SAFETY: envp as our caller promised.
+        _ if init::is_pid1() => unsafe { init::main(envp) },
         other => {
             let mut l = Line::<200>::new();
             l.str("unknown command '").push(other).str("'");

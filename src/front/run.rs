@@ -135,7 +135,7 @@ pub unsafe fn cmd_run(a: &mut Args, envp: *const *const u8) -> i32 {
         plan: &plan,
         roles,
         shared,
-        session: Session { names, keep: &keep, deadline },
+        session: Session { names, keep: &keep, deadline, preserve: false, keep_others: false },
         names,
         stop: stop || verify,
         verify,

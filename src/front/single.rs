@@ -4,7 +4,7 @@ use super::args::{self, Args};
 use super::{eprint, exec, load_plan, usage_error};
 use crate::report::EXIT_USAGE;
 use crate::restore::roles::MAX_BATCH;
-use crate::restore::{restore_alone, MAX_KEEP};
+use crate::restore::{restore_alone, AloneOptions, MAX_KEEP};
 use crate::sys::{fd, proc};
 use crate::text::{parse_radix, Line};
 use linux_raw_sys::general as g;
@@ -71,7 +71,8 @@ pub unsafe fn cmd_restore(a: &mut Args, envp: *const *const u8) -> i32 {
         return EXIT_USAGE as i32;
     }
     let err_fd = if fd::fcntl(2, g::F_GETFD, 0).is_ok() { 2 } else { -1 };
-    let mut barrier = match restore_alone(&plan, t, session, batch, sync_fd, err_fd, &keep, deadline, |_| {}) {
+    let options = AloneOptions { session, batch, sync_fd, err_fd, keep: &keep, deadline, preserve: false, keep_others: false };
+    let mut barrier = match restore_alone(&plan, t, &options, |_| {}) {
         Ok(b) => b,
         Err(code) => return code as i32,
     };

@@ -178,18 +178,32 @@ pub fn wait_readable(f: Fd, deadline: u64) -> Result<bool, Errno> {
     }
 }
 
-/// Connects `s` to `to`, retrying while the name is not bound yet, until the deadline.
-pub fn connect_when_bound(s: Fd, to: &UnixAddr, deadline: u64) -> Result<bool, Errno> {
+/// How `connect_when_bound` ended.
+#[derive(PartialEq, Eq)]
+pub enum Reached {
+    Connected,
+    TimedOut,
+    /// `watch` became readable: the parent tool aborted.
+    Aborted,
+}
+
+/// Connects `s` to `to`, retrying while the name is not bound yet, until the deadline or until
+/// `watch` (if not -1) becomes readable.
+pub fn connect_when_bound(s: Fd, to: &UnixAddr, deadline: u64, watch: Fd) -> Result<Reached, Errno> {
     let mut pause = 20_000u64;
     loop {
         match sock::connect(s, to) {
-            Ok(()) => return Ok(true),
+            Ok(()) => return Ok(Reached::Connected),
             Err(e) if e == Errno::CONNREFUSED || e == Errno::NOENT || e == Errno::AGAIN || e == Errno::INTR => {}
             Err(e) => return Err(e),
         }
-        match remaining(deadline) {
-            None => return Ok(false),
-            Some(left) => proc::sleep_ns(pause.min(left)),
+        let Some(left) = remaining(deadline) else { return Ok(Reached::TimedOut) };
+        if watch >= 0 {
+            if wait_readable(watch, proc::monotonic_ns() + pause.min(left))? {
+                return Ok(Reached::Aborted);
+            }
+        } else {
+            proc::sleep_ns(pause.min(left));
         }
         pause = (pause * 2).min(2_000_000);
     }
@@ -200,6 +214,7 @@ const MSG_GO: &[u8] = b"go";
 const MSG_ABORT: &[u8] = b"abort";
 const MSG_DONE: &[u8] = b"done";
 const MSG_ERROR: &[u8] = b"error";
+const MSG_COMMIT: &[u8] = b"commit";
 
 impl<'a> Barrier<'a> {
     /// The fds the restorer must keep while it works, in the order they were given.
@@ -239,9 +254,9 @@ impl<'a> Barrier<'a> {
             sock::set_socket_int(self.ctl_fd, n::SO_PASSCRED, 1).map_err(|e| Failure::sys(t, "setsockopt SO_PASSCRED", e))?;
         } else {
             let coord = names.ctl(plan.tasks[0].id);
-            match connect_when_bound(self.ctl_fd, &coord, deadline) {
-                Ok(true) => {}
-                Ok(false) => return Err(Failure::new(EXIT_PEER, t, "timed out waiting for").peer(0).then(" (not started, another plan or options, or another network namespace)")),
+            match connect_when_bound(self.ctl_fd, &coord, deadline, -1) {
+                Ok(Reached::Connected) => {}
+                Ok(_) => return Err(Failure::new(EXIT_PEER, t, "timed out waiting for").peer(0).then(" (not started, another plan or options, or another network namespace)")),
                 Err(e) => return Err(Failure::sys(t, "connect (barrier socket)", e)),
             }
         }
@@ -388,6 +403,37 @@ impl<'a> Barrier<'a> {
             }
             Mode::SyncFd => sock::send(self.chan_fd, MSG_DONE, 0).map(|_| ()).map_err(|e| Failure::sys(t, "send done (sync fd)", e)),
             Mode::Peers => Ok(()),
+        }
+    }
+
+    /// The fd on which a parent tool can abort the group while the restore runs (the sync fd:
+    /// after `go`, any message or hang-up there means abort), or -1.
+    pub fn abort_fd(&self) -> Fd {
+        match self.mode {
+            Mode::SyncFd => self.chan_fd,
+            _ => -1,
+        }
+    }
+
+    /// Preserve mode, after `done`: waits for the parent's `commit` (the whole group is done) or
+    /// `abort` (another process failed: roll back). Only the sync fd has a parent to ask; the
+    /// other channels commit at once.
+    pub fn await_commit(&mut self, t: usize, deadline: u64) -> Result<(), Failure> {
+        if !matches!(self.mode, Mode::SyncFd) {
+            return Ok(());
+        }
+        match wait_readable(self.chan_fd, deadline) {
+            Ok(true) => {}
+            Ok(false) => return Err(Failure::new(EXIT_PEER, t, "timed out waiting for commit on the sync fd")),
+            Err(e) => return Err(Failure::sys(t, "poll (sync fd)", e)),
+        }
+        let mut buf = [0u8; 64];
+        match sock::recv(self.chan_fd, &mut buf, n::MSG_DONTWAIT) {
+            Ok(n) if &buf[..n] == MSG_COMMIT => Ok(()),
+            Ok(0) => Err(Failure::new(EXIT_PEER, t, "the parent closed the sync fd before commit")),
+            Ok(n) if &buf[..n] == MSG_ABORT => Err(Failure::new(EXIT_PEER, t, "aborted by the parent: another process failed")),
+            Ok(_) => Err(Failure::new(EXIT_PEER, t, "unexpected message on the sync fd")),
+            Err(e) => Err(Failure::sys(t, "recv (sync fd)", e)),
         }
     }
 

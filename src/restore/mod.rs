@@ -5,6 +5,7 @@
 
 pub mod barrier;
 pub mod open;
+pub mod preserve;
 pub mod roles;
 pub mod slots;
 pub mod transport;
@@ -27,10 +28,38 @@ pub struct Session<'a> {
     pub keep: &'a [u32],
     /// CLOCK_MONOTONIC nanoseconds.
     pub deadline: u64,
+    /// Rebuild a live process's table in place: park what the plan displaces, put it back on
+    /// failure, and drop it only once the group commits (see `preserve`).
+    pub preserve: bool,
+    /// With `preserve`: leave every fd the plan does not name open and untouched.
+    pub keep_others: bool,
 }
 
 /// The most `--keep` fds.
 pub const MAX_KEEP: usize = 64;
+
+/// Receiving sockets bound at once per (receiver, opener): more are bound as files arrive, and
+/// the opener is told with a credit. Few names are bound at any moment, so the kernel's 256
+/// abstract-name buckets stay short however many fds the plan has (the seed's form binds one
+/// socket per fd).
+pub const WINDOW: u32 = 256;
+/// Sockets bound (and credited) at a time while the window slides.
+const REFILL: u32 = 64;
+
+/// What this task receives from one opener: batches `first..end` (in the order the opener sends
+/// them); `next` is the next to arrive, `bound` the first whose socket is not bound yet.
+#[derive(Clone, Copy, Default)]
+struct Run {
+    first: u32,
+    end: u32,
+    next: u32,
+    bound: u32,
+    /// A credit the opener's full queue refused: sent again when the socket is writable.
+    owed: u32,
+}
+
+// SAFETY: plain integers, valid when zero.
+unsafe impl crate::arena::Zeroable for Run {}
 
 struct Task<'a, 'p, 'r> {
     plan: &'a Plan<'p>,
@@ -39,8 +68,14 @@ struct Task<'a, 'p, 'r> {
     id: u16,
     session: &'a Session<'a>,
     home: Fd,
-    npending: usize,
     uid: u32,
+    runs: &'a mut [Run],
+    /// Batches still to receive.
+    remaining: usize,
+    /// Per receiver (task index): batches below this index may be sent (beyond the window).
+    credit: &'a mut [u32],
+    /// Some receiver of ours slides its window: credits arrive at the home socket.
+    credited: bool,
 }
 
 /// Rebuilds task `t`'s fd table in the calling process. On success the table is exactly the
@@ -64,18 +99,59 @@ pub fn restore_task(
         }
     }
     crate::sort::sort_by_key(&mut inherited, |&f| f);
-    let mut slots = Slots::new(planned, session.keep, limit, barrier.fds(), &inherited);
-    let mut adopted: heapless::Vec<u32, { crate::plan::MAX_INHERIT_PER_TASK }> = heapless::Vec::new();
-    adopt_inherited(plan, roles, t, &mut slots, &mut adopted)?;
-    barrier.adopt(&mut slots, t)?;
-    close_unplanned(session.keep, &barrier.fds(), &adopted, limit).map_err(|e| Failure::sys(t, "close_range", e))?;
-
-    let mut task = Task { plan, roles, t, id: plan.tasks[t].id, session, home: -1, npending: 0, uid: proc::getuid() };
-    let result = task.run(&mut slots, barrier);
+    let mut preserved = None;
+    let mut scan_arena;
+    if session.preserve {
+        scan_arena = crate::arena::Arena::map(preserve::Preserved::arena_bytes(limit, planned.len())).map_err(|e| Failure::sys(t, "mmap", e))?;
+        let p = preserve::Preserved::scan(&mut scan_arena, limit, &barrier.fds(), planned).map_err(|e| match e {
+            Errno::MFILE => Failure::new(EXIT_RESTORE, t, "more fds are open than RLIMIT_NOFILE").num(", which is ", limit as u64),
+            e => Failure::sys(t, "listing the open fds", e),
+        })?;
+        check_room(plan, t, p.existing, service_need(plan, roles, t, barrier), limit)?;
+        preserved = Some(p);
+    }
+    let existing = preserved.as_ref().map_or(&[][..], |p| p.existing);
+    let mut slots = Slots::new(planned, session.keep, limit, barrier.fds(), &inherited, existing);
+    let nt = plan.tasks.len();
+    let mut run_arena = crate::arena::Arena::map(crate::arena::bytes_for::<Run>(nt) + crate::arena::bytes_for::<u32>(nt)).map_err(|e| Failure::sys(t, "mmap", e))?;
+    let runs = run_arena.take::<Run>(nt);
+    let credit = run_arena.take::<u32>(nt);
+    let mut task = Task { plan, roles, t, id: plan.tasks[t].id, session, home: -1, uid: proc::getuid(), runs, remaining: 0, credit, credited: false };
+    let result = task.prepare_and_run(&mut slots, barrier, preserved.as_mut());
     if task.home >= 0 {
         let _ = fd::close(task.home);
     }
-    result
+    let Some(p) = preserved.as_mut() else { return result };
+    let result = result.and_then(|()| barrier.await_commit(t, session.deadline));
+    match result {
+        Ok(()) => {
+            p.commit(session.keep, session.keep_others, planned);
+            if let Some(n) = core::num::NonZeroU32::new(plan.tasks[t].nofile) {
+                set_nofile(n.get()).map_err(|e| Failure::sys(t, "setrlimit RLIMIT_NOFILE (nofile=, after commit)", e))?;
+            }
+            Ok(())
+        }
+        Err(f) => {
+            let own = [barrier.err_fd, barrier.chan_fd, barrier.ctl_fd];
+            p.rollback(&own, planned);
+            Err(f)
+        }
+    }
+}
+
+/// Preserve mode: refuses, before any change, a table whose originals, planned slots, kept
+/// and service fds cannot all be open at once under the limit.
+fn check_room(plan: &Plan<'_>, t: usize, existing: &[u32], extra: usize, limit: u32) -> Result<(), Failure> {
+    let planned = plan.task_targets(t);
+    let unplanned = existing.iter().filter(|&&e| planned.binary_search_by_key(&e, |x| x.fd).is_err()).count();
+    let displaced = existing.len() - unplanned;
+    let need = planned.len() + unplanned + displaced + extra;
+    if need > limit as usize {
+        return Err(Failure::new(EXIT_RESTORE, t, "the process's own fds, the planned ones and the restorer's do not fit under RLIMIT_NOFILE")
+            .num(": need ", need as u64)
+            .num(", limit ", limit as u64));
+    }
+    Ok(())
 }
 
 /// Copies each inherited description this task opens into the service range (the number it
@@ -107,31 +183,37 @@ fn adopt_inherited(
     Ok(())
 }
 
+/// How one process restores its task alone (`fdslot restore`, the blob).
+pub struct AloneOptions<'a> {
+    /// The session (1 to 32 of A-Za-z0-9_-).
+    pub session: &'a [u8],
+    pub batch: u16,
+    /// The sync fd (the parent tool's barrier), or -1 for the tasks' own barrier.
+    pub sync_fd: Fd,
+    /// Where error lines go (the restorer keeps its own copy of it), or -1.
+    pub err_fd: Fd,
+    /// Sorted, deduplicated.
+    pub keep: &'a [u32],
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub deadline: u64,
+    pub preserve: bool,
+    pub keep_others: bool,
+}
+
 /// Restores task `t` alone in this process, as `fdslot restore` and the blob do: roles for
 /// `batch`, the session's names, the sync fd's barrier (or, with -1, the tasks' own). On
-/// failure the error line goes to the barrier's peers, to `err_fd` (the restorer keeps its own
-/// copy of it) and to `report`; the barrier's fds are closed and the exit code comes back. On
-/// success the barrier is returned with its fds still open, for the caller to close.
-#[allow(clippy::too_many_arguments)]
-pub fn restore_alone(
-    plan: &Plan<'_>,
-    t: usize,
-    session: &[u8],
-    batch: u16,
-    sync_fd: Fd,
-    err_fd: Fd,
-    keep: &[u32],
-    deadline: u64,
-    report: impl FnOnce(&[u8]),
-) -> Result<Barrier<'static>, u8> {
-    let Ok(mut roles) = Roles::compute(plan, batch) else {
+/// failure the error line goes to the barrier's peers, to `err_fd` and to `report`; the
+/// barrier's fds are closed and the exit code comes back. On success the barrier is returned
+/// with its fds still open, for the caller to close.
+pub fn restore_alone(plan: &Plan<'_>, t: usize, o: &AloneOptions<'_>, report: impl FnOnce(&[u8])) -> Result<Barrier<'static>, u8> {
+    let Ok(mut roles) = Roles::compute(plan, o.batch) else {
         report(b"fdslot: cannot map memory for the plan's roles");
         return Err(EXIT_RESTORE);
     };
-    let names = Names::new(session, transport::plan_hash(plan.text, batch));
-    let mode = if sync_fd >= 0 { barrier::Mode::SyncFd } else { barrier::Mode::Peers };
-    let mut barrier = Barrier { mode, err_fd, chan_fd: sync_fd, ctl_fd: -1 };
-    let sess = Session { names, keep, deadline };
+    let names = Names::new(o.session, transport::plan_hash(plan.text, o.batch));
+    let mode = if o.sync_fd >= 0 { barrier::Mode::SyncFd } else { barrier::Mode::Peers };
+    let mut barrier = Barrier { mode, err_fd: o.err_fd, chan_fd: o.sync_fd, ctl_fd: -1 };
+    let sess = Session { names, keep: o.keep, deadline: o.deadline, preserve: o.preserve, keep_others: o.keep_others };
     match restore_task(plan, &mut roles, t, &sess, &mut barrier) {
         Ok(()) => Ok(barrier),
         Err(f) => {
@@ -165,9 +247,7 @@ fn check_limits(plan: &Plan<'_>, roles: &Roles<'_>, t: usize, session: &Session<
             return Err(Failure::new(EXIT_USAGE, t, "--keep names a planned slot").at_fd(k));
         }
     }
-    let inherits = roles.opens(t).iter().filter(|&&o| plan.objects[o as usize].kind == KIND_INHERIT).count();
-    let service = barrier.service_need() + (!roles.sends(t).is_empty()) as usize + roles.held[t] as usize + inherits + 1;
-    let need = planned.len() + session.keep.len() + service;
+    let need = planned.len() + session.keep.len() + service_need(plan, roles, t, barrier);
     if need > limit as usize {
         return Err(Failure::new(EXIT_RESTORE, t, "planned, kept and the restorer's own fds do not fit under RLIMIT_NOFILE")
             .num(": need ", need as u64)
@@ -176,8 +256,15 @@ fn check_limits(plan: &Plan<'_>, roles: &Roles<'_>, t: usize, session: &Session<
     Ok(limit)
 }
 
+/// The service numbers task `t` needs at most: the barrier's, the home socket, held files,
+/// adopted inherited fds, and the spare one.
+fn service_need(plan: &Plan<'_>, roles: &Roles<'_>, t: usize, barrier: &Barrier<'_>) -> usize {
+    let inherits = roles.opens(t).iter().filter(|&&o| plan.objects[o as usize].kind == KIND_INHERIT).count();
+    barrier.service_need() + (!roles.sends(t).is_empty()) as usize + roles.held[t] as usize + inherits + 1
+}
+
 /// Closes every fd but `keep`, the restorer's own, and the inherited descriptions it adopted.
-fn close_unplanned(keep: &[u32], own: &[Fd], adopted: &[u32], limit: u32) -> Result<(), Errno> {
+fn close_unplanned(keep: &[u32], own: &[Fd], adopted: &[u32]) -> Result<(), Errno> {
     let mut spared: heapless::Vec<u32, { MAX_KEEP + 4 + crate::plan::MAX_INHERIT_PER_TASK }> = heapless::Vec::new();
     for &k in keep.iter().chain(adopted) {
         let _ = spared.push(k);
@@ -188,26 +275,24 @@ fn close_unplanned(keep: &[u32], own: &[Fd], adopted: &[u32], limit: u32) -> Res
         }
     }
     crate::sort::sort_by_key(&mut spared, |&s| s);
-    let mut from = 0u32;
-    for &s in spared.iter().chain(core::iter::once(&u32::MAX)) {
-        if s > from {
-            let last = if s == u32::MAX { u32::MAX } else { s - 1 };
-            match fd::close_range(from, last) {
-                Ok(()) => {}
-                Err(e) if e == Errno::NOSYS => {
-                    for f in from..last.min(limit.saturating_sub(1)).saturating_add(1) {
-                        let _ = fd::close(f as Fd);
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        from = s.saturating_add(1);
-    }
-    Ok(())
+    preserve::close_all_but(&spared)
 }
 
 impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
+    /// Adopts inherited fds and the barrier's, clears the table (or parks what is in the way),
+    /// then runs the restore.
+    fn prepare_and_run(&mut self, slots: &mut Slots<'_>, barrier: &mut Barrier<'_>, preserved: Option<&mut preserve::Preserved<'_>>) -> Result<(), Failure> {
+        let t = self.t;
+        let mut adopted: heapless::Vec<u32, { crate::plan::MAX_INHERIT_PER_TASK }> = heapless::Vec::new();
+        adopt_inherited(self.plan, self.roles, t, slots, &mut adopted)?;
+        barrier.adopt(slots, t)?;
+        match preserved {
+            Some(p) => p.park(slots).map_err(|(at, what, e)| Failure::sys(t, what, e).at_fd(at))?,
+            None => close_unplanned(self.session.keep, &barrier.fds(), &adopted).map_err(|e| Failure::sys(t, "close_range", e))?,
+        }
+        self.run(slots, barrier)
+    }
+
     fn run(&mut self, slots: &mut Slots<'_>, barrier: &mut Barrier<'_>) -> Result<(), Failure> {
         let t = self.t;
         let deadline = self.session.deadline;
@@ -217,9 +302,13 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             self.home = move_to(s, to).map_err(|e| Failure::sys(t, "dup3 (home socket)", e))?;
             let name = self.session.names.home(self.id);
             sock::bind(self.home, &name).map_err(|e| bind_failure(t, e, "bind (home socket)"))?;
+            self.credited = self.roles.sends(t).iter().any(|&k| self.roles.batches[k as usize].index >= WINDOW);
+            if self.credited {
+                sock::set_socket_int(self.home, n::SO_PASSCRED, 1).map_err(|e| Failure::sys(t, "setsockopt SO_PASSCRED", e))?;
+            }
         }
         barrier.prepare(self.plan, &self.session.names, slots, t, deadline)?;
-        self.park_sockets()?;
+        self.park_sockets(barrier.abort_fd())?;
         barrier.bound(self.plan, &self.session.names, t, deadline)?;
         self.open_own(slots)?;
         self.send_all(barrier)?;
@@ -235,7 +324,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
                 }
             }
         }
-        if let Some(n) = core::num::NonZeroU32::new(self.plan.tasks[t].nofile) {
+        if let Some(n) = core::num::NonZeroU32::new(self.plan.tasks[t].nofile).filter(|_| !self.session.preserve) {
             set_nofile(n.get()).map_err(|e| Failure::sys(t, "setrlimit RLIMIT_NOFILE (nofile=)", e))?;
         }
         barrier.done(self.plan, t)
@@ -245,39 +334,121 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         &self.plan.targets[i as usize]
     }
 
-    /// One receiving socket per batch, bound, connected to its opener's home, parked in its slot.
-    fn park_sockets(&mut self) -> Result<(), Failure> {
+    /// Splits what this task receives into runs, one per opener, and binds each run's first
+    /// window of sockets.
+    fn park_sockets(&mut self, abort_fd: Fd) -> Result<(), Failure> {
         let t = self.t;
         let (tb, te) = (self.roles.task_batches[t] as usize, self.roles.task_batches[t + 1] as usize);
-        for bi in tb..te {
-            let b = self.roles.batches[bi];
-            let slot = b.slot;
-            let obj = self.target(self.roles.recv[b.first as usize]).object;
-            let end = self.target(self.roles.recv[b.first as usize]).end;
-            let fail = |f: Failure| f.at_fd(slot).on(obj, end);
-            let s = sock::socket_unix(n::SOCK_DGRAM | sock::SOCK_CLOEXEC).map_err(|e| fail(Failure::sys(t, "socket", e)))?;
-            if s as u32 != slot {
-                fd::dup3(s, slot as Fd, g::O_CLOEXEC).map_err(|e| fail(Failure::sys(t, "dup3 (socket into slot)", e)))?;
-                fd::close(s).map_err(|e| fail(Failure::sys(t, "close", e)))?;
+        let mut nruns = 0;
+        let mut bi = tb;
+        while bi < te {
+            let opener = self.roles.batches[bi].opener;
+            let mut end = bi;
+            while end < te && self.roles.batches[end].opener == opener {
+                end += 1;
             }
-            let s = slot as Fd;
-            sock::set_socket_int(s, n::SO_PASSCRED, 1).map_err(|e| fail(Failure::sys(t, "setsockopt SO_PASSCRED", e)))?;
-            let opener_id = self.plan.tasks[b.opener as usize].id;
-            let name = self.session.names.rx(self.id, opener_id, b.index);
-            sock::bind(s, &name).map_err(|e| fail(bind_failure(t, e, "bind (receiving socket)")))?;
-            match barrier::connect_when_bound(s, &self.session.names.home(opener_id), self.session.deadline) {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err(fail(Failure::new(EXIT_PEER, t, "timed out waiting for")
-                        .peer(b.opener as usize)
-                        .then(" to bind (not started, another plan or options, or another network namespace)")))
-                }
-                Err(e) => return Err(fail(Failure::sys(t, "connect (receiving socket)", e))),
+            self.runs[nruns] = Run { first: bi as u32, end: end as u32, next: bi as u32, bound: bi as u32, owed: 0 };
+            nruns += 1;
+            bi = end;
+        }
+        self.runs = &mut core::mem::take(&mut self.runs)[..nruns];
+        self.remaining = te - tb;
+        for k in 0..nruns {
+            let r = self.runs[k];
+            let upto = r.end.min(r.first + WINDOW);
+            for bi in r.first..upto {
+                self.bind_socket(bi as usize, abort_fd)?;
             }
-            self.roles.pending[self.npending] = bi as u32;
-            self.npending += 1;
+            self.runs[k].bound = upto;
         }
         Ok(())
+    }
+
+    /// Batch `bi`'s receiving socket: bound, connected to its opener's home, parked in its slot.
+    fn bind_socket(&mut self, bi: usize, abort_fd: Fd) -> Result<(), Failure> {
+        let t = self.t;
+        let b = self.roles.batches[bi];
+        let slot = b.slot;
+        let obj = self.target(self.roles.recv[b.first as usize]).object;
+        let end = self.target(self.roles.recv[b.first as usize]).end;
+        let fail = |f: Failure| f.at_fd(slot).on(obj, end);
+        let s = sock::socket_unix(n::SOCK_DGRAM | sock::SOCK_CLOEXEC).map_err(|e| fail(Failure::sys(t, "socket", e)))?;
+        if s as u32 != slot {
+            fd::dup3(s, slot as Fd, g::O_CLOEXEC).map_err(|e| fail(Failure::sys(t, "dup3 (socket into slot)", e)))?;
+            fd::close(s).map_err(|e| fail(Failure::sys(t, "close", e)))?;
+        }
+        let s = slot as Fd;
+        sock::set_socket_int(s, n::SO_PASSCRED, 1).map_err(|e| fail(Failure::sys(t, "setsockopt SO_PASSCRED", e)))?;
+        let opener_id = self.plan.tasks[b.opener as usize].id;
+        let name = self.session.names.rx(self.id, opener_id, b.index);
+        sock::bind(s, &name).map_err(|e| fail(bind_failure(t, e, "bind (receiving socket)")))?;
+        match barrier::connect_when_bound(s, &self.session.names.home(opener_id), self.session.deadline, abort_fd) {
+            Ok(barrier::Reached::Connected) => Ok(()),
+            Ok(barrier::Reached::Aborted) => Err(fail(Failure::new(EXIT_PEER, t, "aborted by the parent (another process failed)"))),
+            Ok(barrier::Reached::TimedOut) => Err(fail(Failure::new(EXIT_PEER, t, "timed out waiting for")
+                .peer(b.opener as usize)
+                .then(" to bind (not started, another plan or options, or another network namespace)"))),
+            Err(e) => Err(fail(Failure::sys(t, "connect (receiving socket)", e))),
+        }
+    }
+
+    /// Slides run `k`'s window once enough of it has arrived: binds the next sockets, then
+    /// tells the opener (from the last socket bound, so that its name vouches for the credit).
+    fn refill(&mut self, k: usize, abort_fd: Fd) -> Result<(), Failure> {
+        let r = self.runs[k];
+        let want = (r.next + WINDOW).min(r.end);
+        if want <= r.bound || (want - r.bound < REFILL && want < r.end) {
+            return Ok(());
+        }
+        for bi in r.bound..want {
+            self.bind_socket(bi as usize, abort_fd)?;
+        }
+        self.runs[k].bound = want;
+        self.runs[k].owed = want;
+        self.send_credit(k)
+    }
+
+    /// Sends run `k`'s owed credit, if any; a full queue at the opener leaves it owed.
+    fn send_credit(&mut self, k: usize) -> Result<(), Failure> {
+        let r = self.runs[k];
+        if r.owed == 0 {
+            return Ok(());
+        }
+        let last = self.roles.batches[r.owed as usize - 1];
+        let opener_id = self.plan.tasks[last.opener as usize].id;
+        let header = Header::credit(self.id, opener_id, last.index + 1, self.session.names.plan_hash);
+        match transport::send_credit(last.slot as Fd, &header) {
+            Ok(()) => {
+                self.runs[k].owed = 0;
+                Ok(())
+            }
+            Err(e) if e == Errno::AGAIN || e == Errno::INTR => Ok(()),
+            Err(e) => Err(Failure::sys(self.t, "send (credit to", e).peer(last.opener as usize).then(")")),
+        }
+    }
+
+    /// Takes the credits queued at the home socket. Only a credit from the receiver's own
+    /// socket (its name, its uid, and under `run` its pid) counts; anything else is dropped.
+    fn take_credits(&mut self, barrier: &Barrier<'_>) {
+        let mut got = Received::new();
+        while transport::recv_batch(self.home, &mut got).is_ok() {
+            got.discard();
+            let h = got.payload.header;
+            if got.len != core::mem::size_of::<Header>() || h.magic != transport::CREDIT_MAGIC || h.opener != self.id || h.plan_hash != self.session.names.plan_hash || h.index == 0 {
+                continue;
+            }
+            let Some(r) = self.plan.task_by_id(h.receiver) else { continue };
+            let from_ok = got.from.name_bytes() == self.session.names.rx(h.receiver, self.id, h.index - 1).name_bytes();
+            let creds_ok = match (got.creds, barrier.pid_of(r)) {
+                (Some((_, uid)), _) if uid != self.uid => false,
+                (Some((pid, _)), Some(want)) => pid == want,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if from_ok && creds_ok && h.index > self.credit[r] {
+                self.credit[r] = h.index;
+            }
+        }
     }
 
     /// Opens every object this task is the opener of and places it in its own slots; files it
@@ -381,6 +552,9 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
                 slots[i] = x.fd;
             }
             let n = b.count as usize;
+            while b.index >= WINDOW && b.index >= self.credit[b.receiver as usize] {
+                self.pump(None, barrier)?;
+            }
             let header = Header::for_batch(&b, receiver_id, self.id, self.session.names.plan_hash);
             let to = self.session.names.rx(receiver_id, self.id, b.index);
             loop {
@@ -407,22 +581,30 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
 
     /// Takes what has arrived; then waits, until the deadline, for the rest.
     fn receive_rest(&mut self, barrier: &Barrier<'_>) -> Result<(), Failure> {
-        let mut i = 0;
-        while i < self.npending {
-            if self.try_receive(self.roles.pending[i], barrier)? {
-                self.npending -= 1;
-                self.roles.pending[i] = self.roles.pending[self.npending];
-            } else {
-                i += 1;
-            }
+        for k in 0..self.runs.len() {
+            self.drain_run(k, barrier)?;
         }
-        while self.npending > 0 {
+        while self.remaining > 0 {
             self.pump(None, barrier)?;
         }
         Ok(())
     }
 
-    /// Waits for any pending socket (and `tx` writable, if given), then receives what is ready.
+    /// Receives run `k`'s messages in order while they are there, then slides its window.
+    fn drain_run(&mut self, k: usize, barrier: &Barrier<'_>) -> Result<(), Failure> {
+        loop {
+            let r = self.runs[k];
+            if r.next >= r.bound || !self.try_receive(r.next, barrier)? {
+                break;
+            }
+            self.runs[k].next += 1;
+            self.remaining -= 1;
+        }
+        self.refill(k, barrier.abort_fd())
+    }
+
+    /// Waits for the next message of any run (and `tx` writable, if given; credits, if any
+    /// come), then takes what is ready.
     fn pump(&mut self, tx: Option<Fd>, barrier: &Barrier<'_>) -> Result<(), Failure> {
         self.pump_until(tx, barrier, self.session.deadline)
     }
@@ -433,14 +615,37 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
     }
 
     fn pump_until(&mut self, tx: Option<Fd>, barrier: &Barrier<'_>, until: u64) -> Result<(), Failure> {
-        let np = self.npending;
-        for i in 0..np {
-            let b = &self.roles.batches[self.roles.pending[i] as usize];
-            self.roles.pollfds[i] = g::pollfd { fd: b.slot as Fd, events: g::POLLIN as i16, revents: 0 };
+        // Only the head of each run: an opener sends a run in order, so nothing behind the
+        // head can be there before it. One poll entry per opener, however many fds.
+        let mut total = 0;
+        for k in 0..self.runs.len() {
+            let r = self.runs[k];
+            if r.next < r.bound {
+                self.roles.pollfds[total] = g::pollfd { fd: self.roles.batches[r.next as usize].slot as Fd, events: g::POLLIN as i16, revents: 0 };
+                self.roles.pending[total] = k as u32;
+                total += 1;
+            }
+            if r.owed != 0 {
+                let last = self.roles.batches[r.owed as usize - 1].slot as Fd;
+                self.roles.pollfds[total] = g::pollfd { fd: last, events: g::POLLOUT as i16, revents: 0 };
+                self.roles.pending[total] = k as u32 | 1 << 31;
+                total += 1;
+            }
         }
-        let mut total = np;
+        let heads = total;
         if let Some(tx) = tx {
             self.roles.pollfds[total] = g::pollfd { fd: tx, events: g::POLLOUT as i16, revents: 0 };
+            total += 1;
+        }
+        let home = if self.credited { self.home } else { -1 };
+        if home >= 0 {
+            self.roles.pollfds[total] = g::pollfd { fd: home, events: g::POLLIN as i16, revents: 0 };
+            total += 1;
+        }
+        // A parent tool may abort the group while this task waits for files.
+        let watch = barrier.abort_fd();
+        if watch >= 0 {
+            self.roles.pollfds[total] = g::pollfd { fd: watch, events: g::POLLIN as i16, revents: 0 };
             total += 1;
         }
         let now = proc::monotonic_ns();
@@ -453,24 +658,38 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             Err(e) if e == Errno::INTR => return Ok(()),
             Err(e) => return Err(Failure::sys(self.t, "ppoll", e)),
         }
-        // Walk backwards so that swap-removal keeps unvisited entries in place.
-        let mut i = np;
-        while i > 0 {
-            i -= 1;
-            if self.roles.pollfds[i].revents != 0 && self.try_receive(self.roles.pending[i], barrier)? {
-                self.npending -= 1;
-                self.roles.pending[i] = self.roles.pending[self.npending];
+        if watch >= 0 && self.roles.pollfds[total - 1].revents != 0 {
+            return Err(Failure::new(EXIT_PEER, self.t, "aborted by the parent (another process failed)"));
+        }
+        if home >= 0 && self.roles.pollfds[total - 1 - (watch >= 0) as usize].revents != 0 {
+            self.take_credits(barrier);
+        }
+        for i in 0..heads {
+            if self.roles.pollfds[i].revents == 0 {
+                continue;
+            }
+            let tag = self.roles.pending[i];
+            let k = (tag & !(1 << 31)) as usize;
+            if tag & 1 << 31 != 0 {
+                self.send_credit(k)?;
+            } else {
+                self.drain_run(k, barrier)?;
             }
         }
-        if proc::monotonic_ns() >= self.session.deadline && self.npending > 0 {
+        if proc::monotonic_ns() >= self.session.deadline && (self.remaining > 0 || tx.is_some()) {
             return Err(self.timeout());
         }
         Ok(())
     }
 
     fn timeout(&self) -> Failure {
-        let b = &self.roles.batches[self.roles.pending[0] as usize];
-        Failure::new(EXIT_PEER, self.t, "timed out waiting for files from").peer(b.opener as usize).at_fd(b.slot)
+        match self.runs.iter().find(|r| r.next < r.end) {
+            Some(r) => {
+                let b = &self.roles.batches[r.next as usize];
+                Failure::new(EXIT_PEER, self.t, "timed out waiting for files from").peer(b.opener as usize).at_fd(b.slot)
+            }
+            None => Failure::new(EXIT_PEER, self.t, "timed out sending files (its receivers did not take them)"),
+        }
     }
 
     /// Receives batch `bi` if its message is there; checks it came from the planned opener and

@@ -204,8 +204,10 @@ impl<'a> Roles<'a> {
             }
         }
         let held_fd = arena.take::<i32>(nf);
-        let mut pollarena = Arena::map(bytes_for::<linux_raw_sys::general::pollfd>(max_batches as usize + 2))?;
-        let pollfds = pollarena.take(max_batches as usize + 2);
+        // Per run (at most one per batch): its head, and an owed credit; then tx, home, abort.
+        let npoll = 2 * max_batches as usize + 3;
+        let mut pollarena = Arena::map(bytes_for::<linux_raw_sys::general::pollfd>(npoll))?;
+        let pollfds = pollarena.take(npoll);
         Ok(Roles {
             batch_size,
             next_dup,

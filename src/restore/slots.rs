@@ -22,16 +22,18 @@ pub struct Slots<'p> {
     avoid: [i32; 2],
     /// Inherited fds' numbers (sorted): never handed out either.
     inherited: &'p [u32],
+    /// A live process's own fds (sorted; see `preserve`): never handed out.
+    existing: &'p [u32],
 }
 
 impl<'p> Slots<'p> {
     /// `planned` sorted by fd, `keep` sorted; `limit` is RLIMIT_NOFILE's soft value.
-    pub fn new(planned: &'p [Target], keep: &'p [u32], limit: u32, avoid: [i32; 2], inherited: &'p [u32]) -> Slots<'p> {
+    pub fn new(planned: &'p [Target], keep: &'p [u32], limit: u32, avoid: [i32; 2], inherited: &'p [u32], existing: &'p [u32]) -> Slots<'p> {
         let top_planned = planned.last().map_or(0, |t| t.fd + 1);
         let top_keep = keep.last().map_or(0, |k| k + 1);
         let start = top_planned.max(top_keep).max(3);
         let start = start.max(inherited.last().map_or(0, |f| f + 1));
-        Slots { planned, keep, limit, next_high: start, next_low: start.min(limit), avoid, inherited }
+        Slots { planned, keep, limit, next_high: start, next_low: start.min(limit), avoid, inherited, existing }
     }
 
     pub fn is_planned(&self, n: u32) -> bool {
@@ -39,7 +41,10 @@ impl<'p> Slots<'p> {
     }
 
     fn usable(&self, n: u32) -> bool {
-        !self.keep.contains(&n) && !self.avoid.contains(&(n as i32)) && self.inherited.binary_search(&n).is_err()
+        !self.keep.contains(&n)
+            && !self.avoid.contains(&(n as i32))
+            && self.inherited.binary_search(&n).is_err()
+            && self.existing.binary_search(&n).is_err()
     }
 
     /// The next service number, or None when none is left below the limit.

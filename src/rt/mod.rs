@@ -60,11 +60,12 @@ core::arch::global_asm!(
     ".globl fdslot_blob_header",
     "fdslot_blob_header:",
     "    .ascii \"FDSLOTB\\0\"",                       // magic
-    "    .long 1",                                      // version
+    "    .long 2",                                      // version
     "    .long fdslot_blob_entry - fdslot_blob_header", // entry offset
     "    .quad __blob_image_end - fdslot_blob_header",  // bytes in the file image
     "    .quad __blob_end - fdslot_blob_header",        // bytes of memory: the image, then zeroes
-    "    .quad 32768",                                  // stack need: 22 KiB measured (tests/blob.rs), plus margin
+    "    .quad 32768",                                  // stack need: 23 KiB measured (tests/blob.rs), plus margin
+    "    .quad __blob_exec_end - fdslot_blob_header",   // bytes from the start to make read+exec
     ".section .text.blob_entry,\"ax\",@progbits",
     ".globl fdslot_blob_entry",
     ".type fdslot_blob_entry,@function",
@@ -124,6 +125,10 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
     let fd = PANIC_FD.load(Ordering::Relaxed);
     if fd >= 0 {
         let _ = crate::sys::fd::write(fd, b"fdslot: internal error (panic)\n");
+    }
+    if crate::front::init::must_power_off() {
+        // pid 1 must never exit: the kernel would panic.
+        crate::front::init::power_off()
     }
     crate::sys::proc::exit(1)
 }

@@ -136,3 +136,35 @@ pub fn getdents64(fd: Fd, buf: &mut [u8]) -> SysResult<usize> {
     // SAFETY: the kernel writes at most buf.len() bytes.
     check(unsafe { syscall3(g::__NR_getdents64, fd as usize, buf.as_mut_ptr() as usize, buf.len()) })
 }
+
+/// Calls `each` with every entry of directory `dir` whose name is a decimal number (the fds of
+/// /proc/PID/fd, the threads of /proc/PID/task), in the order getdents64 returns them.
+pub fn each_numbered_entry(dir: Fd, mut each: impl FnMut(u64) -> SysResult<()>) -> SysResult<()> {
+    let mut buf = [0u8; 2048];
+    loop {
+        let n = getdents64(dir, &mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let mut off = 0;
+        // linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, then the NUL-terminated name.
+        while off + 19 < n {
+            let reclen = u16::from_ne_bytes([buf[off + 16], buf[off + 17]]) as usize;
+            if reclen < 20 || off + reclen > n {
+                return Err(super::Errno::INVAL);
+            }
+            let name = &buf[off + 19..off + reclen];
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+            if let Some(v) = crate::text::parse_radix(name, 10) {
+                each(v)?;
+            }
+            off += reclen;
+        }
+    }
+}
+
+/// `lseek(fd, 0, SEEK_CUR)`: the description's offset.
+pub fn offset(fd: Fd) -> SysResult<u64> {
+    // SAFETY: integer arguments only.
+    check(unsafe { syscall3(g::__NR_lseek, fd as usize, 0, g::SEEK_CUR as usize) }).map(|v| v as u64)
+}

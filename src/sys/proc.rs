@@ -207,3 +207,15 @@ pub fn vm_read(pid: i32, remote: usize, buf: &mut [u8]) -> SysResult<usize> {
     // SAFETY: local describes our buffer; the kernel checks the remote range.
     check(unsafe { syscall6(g::__NR_process_vm_readv, pid as usize, &local as *const _ as usize, 1, &far as *const _ as usize, 1, 0) })
 }
+
+/// The bit of signal `sig` in a 64-bit sigset.
+pub const fn sigbit(sig: u32) -> u64 {
+    1u64 << (sig - 1)
+}
+
+/// `reboot(LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2, cmd, NULL)`: only returns on failure.
+pub fn reboot(cmd: u32) -> Errno {
+    // SAFETY: integer arguments only; the argument pointer is NULL (used only by RESTART2).
+    let r = unsafe { syscall4(g::__NR_reboot, g::LINUX_REBOOT_MAGIC1 as usize, g::LINUX_REBOOT_MAGIC2 as usize, cmd as usize, 0) };
+    check(r).err().unwrap_or(Errno::INVAL)
+}

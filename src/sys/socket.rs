@@ -101,3 +101,26 @@ pub fn recv(fd: Fd, buf: &mut [u8], flags: u32) -> SysResult<usize> {
     // SAFETY: the kernel writes at most buf.len() bytes.
     check(unsafe { syscall6(g::__NR_recvfrom, fd as usize, buf.as_mut_ptr() as usize, buf.len(), flags as usize, 0, 0) })
 }
+
+/// `listen(fd, backlog)`.
+pub fn listen(fd: Fd, backlog: u32) -> SysResult<()> {
+    // SAFETY: integer arguments only.
+    check(unsafe { syscall2(g::__NR_listen, fd as usize, backlog as usize) }).map(|_| ())
+}
+
+/// `accept4(fd, NULL, NULL, flags)`.
+pub fn accept4(fd: Fd, flags: u32) -> SysResult<Fd> {
+    // SAFETY: no address is asked for.
+    check(unsafe { syscall4(g::__NR_accept4, fd as usize, 0, 0, flags as usize) }).map(|v| v as Fd)
+}
+
+/// `getsockopt(fd, SOL_SOCKET, SO_PEERCRED)`: the (pid, uid, gid) of the peer when it connected.
+pub fn peer_cred(fd: Fd) -> SysResult<(i32, u32, u32)> {
+    let mut cred = [0u32; 3];
+    let mut len: u32 = 12;
+    // SAFETY: the kernel writes at most `len` bytes into cred and updates len.
+    check(unsafe {
+        syscall5(g::__NR_getsockopt, fd as usize, n::SOL_SOCKET as usize, n::SO_PEERCRED as usize, cred.as_mut_ptr() as usize, &mut len as *mut u32 as usize)
+    })?;
+    Ok((cred[0] as i32, cred[1], cred[2]))
+}
