@@ -293,3 +293,30 @@ fn verify_with_only_proc_mounted() {
     assert!(o.stdout.contains("mismatch: task 1 fd 5 (eventfd 3): eventfd count is 9, plan says 8\n"), "{o}");
     r.finish();
 }
+
+/// Without sock_diag's answer (verify in another network namespace, where it lists other
+/// sockets), a socket pair's type is still checked, from the socket itself, and the table says
+/// that the peers were not.
+#[test]
+fn socket_pairs_without_sock_diag() {
+    let t = Tree::start();
+    let in_netns = |text: &str| {
+        let p = t.dir.plan(text);
+        let mut c = std::process::Command::new("unshare");
+        c.arg("--net").arg(bin()).arg("verify").arg(&p).arg(format!("1={}", t.pid(1))).arg(format!("2={}", t.pid(2)));
+        output(c)
+    };
+    let o = in_netns(&base(&t.log));
+    assert_eq!(o.code(), Some(0), "{o}");
+    assert!(o.stdout.contains("note: socket pair peers not checked: sock_diag does not list them"), "{o}");
+    // The kernel: task 1's fd 6 is a stream socket.
+    let a = steal_fd(t.pid(1), 6).unwrap();
+    let mut ty = 0i32;
+    let mut len = 4u32;
+    // SAFETY: getsockopt into a local int.
+    unsafe { libc::getsockopt(a.as_raw_fd(), libc::SOL_SOCKET, libc::SO_TYPE, (&mut ty as *mut i32).cast(), &mut len) };
+    assert_eq!(ty, libc::SOCK_STREAM);
+    let o = in_netns(&base(&t.log).replace("socketpair 4 stream", "socketpair 4 dgram"));
+    assert_eq!(o.code(), Some(1), "{o}");
+    assert!(o.stdout.contains("mismatch: task 1 fd 6 (socketpair 4 a): socket type is stream, plan says dgram\n"), "{o}");
+}
