@@ -491,3 +491,48 @@ fn pipe_with_only_nonblocking_ends_is_named() {
         "a pipe with no blocking description",
     );
 }
+
+/// Siblings sharing one table (clone(CLONE_FILES | CLONE_PARENT)) become `files=` on a sibling;
+/// the restored siblings share one table too, and verify agrees.
+#[test]
+fn sibling_tables_round_trip() {
+    let d = TmpDir::new("capture-siblings");
+    let data = cstr(&d.file("data", b"abc"));
+    // SAFETY (closure): raw syscalls only.
+    let g = fork_reporting(2, || unsafe {
+        libc::dup2(libc::open(data.as_ptr(), libc::O_RDONLY), 5);
+        if libc::fork() == 0 {
+            // T1, and its sibling T2 on T1's table (CLONE_PARENT: T0 is T2's parent too).
+            if libc::syscall(libc::SYS_clone, (libc::CLONE_FILES | libc::CLONE_PARENT) as libc::c_long | libc::SIGCHLD as libc::c_long, 0, 0, 0, 0) == 0 {
+                loop {
+                    libc::pause();
+                }
+            }
+            libc::dup2(libc::open(data.as_ptr(), libc::O_RDWR), 6);
+            libc::write(900, b"1".as_ptr().cast(), 1);
+            libc::close(900);
+            loop {
+                libc::pause();
+            }
+        }
+    });
+    let kids = children(g.root);
+    assert_eq!(kids.len(), 2, "T0 has two children");
+    assert_eq!(kcmp_files(kids[0], kids[1]), Ok(0), "the kernel: T1 and T2 share one table");
+    let out = capture(&[&g.root.to_string(), "--tree"]);
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(out.stdout.lines().any(|l| l.starts_with("task 3 parent=1 files=2 ")), "{}", out.stdout);
+    let plan = d.plan(&out.stdout);
+    let r = run_stop(&plan, &[]);
+    let (n1, n2, n3) = (r.pid(1), r.pid(2), r.pid(3));
+    assert_eq!(kcmp_files(n2, n3), Ok(0), "restored siblings share one table");
+    assert_ne!(kcmp_files(n1, n2), Ok(0));
+    assert_eq!(proc_ppid(n3), Some(n1), "the sibling's parent is task 1");
+    assert_eq!(signature(&plan_pids(&out.stdout)), signature(&[n1, n2, n3]));
+    let mut v = fdslot();
+    v.arg("verify").arg(&plan).arg(format!("1={n1}")).arg(format!("2={n2}")).arg(format!("3={n3}"));
+    let v = output(v);
+    assert_eq!(v.code(), Some(0), "{v}");
+    assert!(v.stdout.contains("task 3 (pid ") && v.stdout.contains("shares the fd table of task 2, as planned (kcmp KCMP_FILES)"), "{v}");
+    r.finish();
+}

@@ -320,3 +320,16 @@ fn socket_pairs_without_sock_diag() {
     assert_eq!(o.code(), Some(1), "{o}");
     assert!(o.stdout.contains("mismatch: task 1 fd 6 (socketpair 4 a): socket type is stream, plan says dgram\n"), "{o}");
 }
+
+/// --keep names fds that may be open beyond the plan.
+#[test]
+fn keep_allows_extra_fds() {
+    let t = Tree::start();
+    let text = base(&t.log).replace(&format!("reg 2 {} flags=rdwr pos=4\n  at 2:8\n", t.log), "");
+    let p = t.dir.plan(&text);
+    let mut c = fdslot();
+    c.arg("verify").arg(&p).arg(format!("1={}", t.pid(1))).arg(format!("2={}", t.pid(2))).args(["--keep", "8"]);
+    let o = output(c);
+    assert_eq!(o.code(), Some(0), "{o}");
+    assert!(!o.stdout.contains("EXTRA"), "{o}");
+}
