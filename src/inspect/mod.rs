@@ -282,7 +282,7 @@ fn table_owners(pids: &[i32], owner: &mut [u32], order: &mut [u32]) -> Result<()
     Ok(())
 }
 
-/// How many more fds than counted a table may gain while it is read.
+/// How many more fds than counted the tables may gain, per table, while they are read (pooled).
 const SLACK: usize = 64;
 
 /// Reads the fd tables of `pids` and groups their fds into open file descriptions.
@@ -341,8 +341,7 @@ pub fn snapshot(pids_in: &[i32]) -> Result<Snapshot<'static>, InspectError> {
         for &f in order[start..used].iter() {
             let mut live = LiveFd::default();
             match inspect_fd(&dirs, f, &mut live, &mut link) {
-                Ok(len) => {
-                    let _ = len;
+                Ok(_) => {
                     live.task = t as u32;
                     fds[kept] = live;
                     kept += 1;
