@@ -150,6 +150,63 @@ def measure(plan_text, batch, reps, tmp):
     return statistics.median(r[0] for r in runs), max(r[1] for r in runs)
 
 
+def start_stopped(plan_file):
+    """fdslot run --stop: (the run process, the task pids in plan order) once ready."""
+    p = subprocess.Popen([FDSLOT, "run", plan_file, "--stop", "--timeout", "60"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    pids = read_until_ready(p)
+    if not pids:
+        err = p.stderr.read().decode()
+        p.wait()
+        raise RuntimeError(f"fdslot run failed: {err}")
+    return p, pids
+
+
+def measure_capture(plan_text, reps, tmp):
+    """Restores a plan (run --stop), then times fdslot capture --tree of its root and fdslot
+    verify of all its tasks (medians, ms)."""
+    plan_file = os.path.join(tmp, "plan")
+    with open(plan_file, "w") as f:
+        f.write(plan_text)
+    p, pids = start_stopped(plan_file)
+    try:
+        cap, ver = [], []
+        for _ in range(reps):
+            start = time.perf_counter()
+            out = subprocess.run([FDSLOT, "capture", str(pids[0]), "--tree"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            cap.append((time.perf_counter() - start) * 1000.0)
+            if out.returncode != 0:
+                raise RuntimeError(f"fdslot capture failed: {out.stderr.decode()}")
+            start = time.perf_counter()
+            out = subprocess.run([FDSLOT, "verify", plan_file] + [f"{t + 1}={pid}" for t, pid in enumerate(pids)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            ver.append((time.perf_counter() - start) * 1000.0)
+            if out.returncode != 0:
+                raise RuntimeError(f"fdslot verify failed: {out.stderr.decode()}")
+        return statistics.median(cap), statistics.median(ver)
+    finally:
+        kill_all(pids)
+        p.wait()
+
+
+def many_files_plan(tmp, tasks, fds_per_task, files, seed):
+    """Like random_plan, but each object opens one of `files` different files."""
+    text, fds = random_plan("PATH", tasks, fds_per_task, seed)
+    paths = []
+    for i in range(files):
+        path = os.path.join(tmp, f"f{i}")
+        with open(path, "w") as f:
+            f.write("x")
+        paths.append(path)
+    out, k = [], 0
+    for line in text.splitlines():
+        if line.startswith("reg "):
+            line = line.replace(" PATH ", f" {paths[k % files]} ")
+            k += 1
+        out.append(line)
+    return "\n".join(out) + "\n", fds
+
+
 def svg_plot(series, path):
     """Time per fd (us) against fds, log x, one line per series; no dependencies."""
     w, h, m = 640, 360, 50
@@ -247,6 +304,13 @@ def main():
         f"reg {i + 1} {target} flags=rdonly\n  at 1:{10 + i}\n  at 2:{10 + i}\n" for i in range(1000))
     injects = [("1 process, 1 fd moved (reptyr-style)", inject_ms(move, 1, inject_reps, tmp)),
                ("2 processes sharing 1000 files", inject_ms(shared, 2, inject_reps, tmp))]
+    # fdslot capture and verify of a restored tree (the worst case for grouping: one inode).
+    cap_rows = []
+    tasks, per = (10, 100) if quick else (10, 1000)
+    for name, (text, fds) in [("one inode", random_plan(target, tasks, per, seed=7)),
+                              ("1000 files", many_files_plan(tmp, tasks, per, 1000, seed=7))]:
+        cap_ms, ver_ms = measure_capture(text, reps, tmp)
+        cap_rows.append((f"{tasks} tasks x {per} fds, random sharing, {name}", fds, cap_ms, ver_ms))
     size = os.stat(FDSLOT).st_size
     blob_size = os.stat(BLOB).st_size
     lines = ["# fdslot run --stop: restore time (medians of %d)" % reps, "",
@@ -263,6 +327,10 @@ def main():
               "syscalls/fd: every syscall of run and its tasks (strace -f -c), over the plan's fds.",
               "CRIU 4.2 times (same machine kind, whole restore): " +
               ", ".join(f"N={n} K={k}: {v:.0f} ms" for (n, k), v in CRIU_MS.items()) + "."]
+    lines += ["", "## fdslot capture --tree and fdslot verify of the restored tasks (medians of %d)" % reps, "",
+              "| tree | fds | capture ms | verify ms |", "|---|---|---|---|"]
+    for name, fds, cap_ms, ver_ms in cap_rows:
+        lines.append(f"| {name} | {fds} | {cap_ms:.1f} | {ver_ms:.1f} |")
     lines += ["", f"## fdslot inject (medians of {inject_reps}, whole command: seize, inject, restore, release)", "",
               "| case | ms |", "|---|---|"]
     lines += [f"| {name} | {ms:.2f} |" for name, ms in injects]
