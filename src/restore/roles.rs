@@ -185,6 +185,13 @@ impl<'a> Roles<'a> {
             send_order[fill[o] as usize] = k as u32;
             fill[o] += 1;
         }
+        // Each opener goes round its receivers (every receiver's first batch, then every
+        // second, ...), so that all of them work at once and their windows slide together.
+        // Each receiver still gets its own batches in index order, as it expects.
+        for o in 0..nt {
+            let seg = &mut send_order[task_sends[o] as usize..task_sends[o + 1] as usize];
+            crate::sort::sort_by_key(seg, |&k| ((batches[k as usize].index as u64) << 16) | batches[k as usize].receiver as u64);
+        }
         let task_opened = arena.take::<u32>(nt + 1);
         for o in plan.objects {
             task_opened[o.opener as usize] += 1;
