@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/release/fdslot
 
-.PHONY: all build blob test demo size bench bench-quick clean check-toolchain initramfs boot-test boot-deps fuzz fuzz-smoke
+.PHONY: all build blob test demo size bench bench-quick bench-deps clean check-toolchain initramfs boot-test boot-deps fuzz fuzz-smoke
 
 all: build
 
@@ -61,10 +61,14 @@ demo: build
 	bash examples/demo.sh
 
 # Restore times against the private-open floor, both forms; see bench/bench.py.
-bench: build blob
+# strace counts the syscalls per fd; without it that column stays empty.
+bench-deps:
+	@command -v strace >/dev/null || { command -v apt-get >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null; } || echo "bench: no strace, no syscall counts" >&2
+
+bench: build blob bench-deps
 	python3 bench/bench.py
 
-bench-quick: build blob
+bench-quick: build blob bench-deps
 	python3 bench/bench.py --quick
 
 size: build blob

@@ -16,6 +16,7 @@ not judged).
 """
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
@@ -37,6 +38,53 @@ def shared_plan(path, files, children):
         lines.append(f"reg {i + 1} {path} flags=rdonly")
         lines.extend(f"  at {t}:{i + 3}" for t in range(1, children + 2))
     return "\n".join(lines) + "\n"
+
+
+def read_until_ready(p):
+    """The task pids `run --stop` prints, up to its `ready` line."""
+    pids = []
+    for line in p.stdout:
+        w = line.split()
+        if w[:1] == [b"task"]:
+            pids.append(int(w[3]))
+        elif w == [b"ready"]:
+            break
+    return pids
+
+
+def kill_all(pids):
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def tasks_only_plan(children):
+    """The fork+exit floor: the same tasks with no fds at all."""
+    return "\n".join(["fdslot 1", "task 1"] + [f"task {t} parent=1" for t in range(2, children + 2)]) + "\n"
+
+
+def syscalls(plan_text, batch, tmp):
+    """Syscalls of one `run --stop` (run and every task), counted by strace -f -c; None when
+    strace is not installed."""
+    if not shutil.which("strace"):
+        return None
+    plan_file = os.path.join(tmp, "plan-strace")
+    with open(plan_file, "w") as f:
+        f.write(plan_text)
+    out = os.path.join(tmp, "strace.out")
+    p = subprocess.Popen(["strace", "-f", "-c", "-o", out, FDSLOT, "run", plan_file, "--stop", "--batch", str(batch),
+                          "--timeout", "60"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    pids = read_until_ready(p)
+    kill_all(pids)
+    p.wait()
+    with open(out) as f:
+        for line in f:
+            w = line.split()
+            if w and w[-1] == "total":
+                return int(w[3]) if len(w) >= 5 else int(w[2])
+    return None
 
 
 def private_plan(path, files, children):
@@ -74,13 +122,7 @@ def run_once(plan_file, batch):
     start = time.perf_counter()
     p = subprocess.Popen([FDSLOT, "run", plan_file, "--stop", "--batch", str(batch), "--timeout", "60"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    pids = []
-    for line in p.stdout:
-        w = line.split()
-        if w[:1] == [b"task"]:
-            pids.append(int(w[3]))
-        elif w == [b"ready"]:
-            break
+    pids = read_until_ready(p)
     elapsed = time.perf_counter() - start
     if not pids:
         err = p.stderr.read().decode()
@@ -95,11 +137,7 @@ def run_once(plan_file, batch):
                         rss = max(rss, int(l.split()[1]))
         except OSError:
             pass
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    kill_all(pids)
     p.wait()
     return elapsed * 1000.0, rss
 
@@ -110,6 +148,63 @@ def measure(plan_text, batch, reps, tmp):
         f.write(plan_text)
     runs = [run_once(plan_file, batch) for _ in range(reps)]
     return statistics.median(r[0] for r in runs), max(r[1] for r in runs)
+
+
+def start_stopped(plan_file):
+    """fdslot run --stop: (the run process, the task pids in plan order) once ready."""
+    p = subprocess.Popen([FDSLOT, "run", plan_file, "--stop", "--timeout", "60"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    pids = read_until_ready(p)
+    if not pids:
+        err = p.stderr.read().decode()
+        p.wait()
+        raise RuntimeError(f"fdslot run failed: {err}")
+    return p, pids
+
+
+def measure_capture(plan_text, reps, tmp):
+    """Restores a plan (run --stop), then times fdslot capture --tree of its root and fdslot
+    verify of all its tasks (medians, ms)."""
+    plan_file = os.path.join(tmp, "plan")
+    with open(plan_file, "w") as f:
+        f.write(plan_text)
+    p, pids = start_stopped(plan_file)
+    try:
+        cap, ver = [], []
+        for _ in range(reps):
+            start = time.perf_counter()
+            out = subprocess.run([FDSLOT, "capture", str(pids[0]), "--tree"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            cap.append((time.perf_counter() - start) * 1000.0)
+            if out.returncode != 0:
+                raise RuntimeError(f"fdslot capture failed: {out.stderr.decode()}")
+            start = time.perf_counter()
+            out = subprocess.run([FDSLOT, "verify", plan_file] + [f"{t + 1}={pid}" for t, pid in enumerate(pids)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            ver.append((time.perf_counter() - start) * 1000.0)
+            if out.returncode != 0:
+                raise RuntimeError(f"fdslot verify failed: {out.stderr.decode()}")
+        return statistics.median(cap), statistics.median(ver)
+    finally:
+        kill_all(pids)
+        p.wait()
+
+
+def many_files_plan(tmp, tasks, fds_per_task, files, seed):
+    """Like random_plan, but each object opens one of `files` different files."""
+    text, fds = random_plan("PATH", tasks, fds_per_task, seed)
+    paths = []
+    for i in range(files):
+        path = os.path.join(tmp, f"f{i}")
+        with open(path, "w") as f:
+            f.write("x")
+        paths.append(path)
+    out, k = [], 0
+    for line in text.splitlines():
+        if line.startswith("reg "):
+            line = line.replace(" PATH ", f" {paths[k % files]} ")
+            k += 1
+        out.append(line)
+    return "\n".join(out) + "\n", fds
 
 
 def svg_plot(series, path):
@@ -182,41 +277,60 @@ def main():
     with open(target, "w") as f:
         f.write("x")
     rows, series = [], {}
+    forks = {}
     for children in (1, 4):
+        forks[children] = measure(tasks_only_plan(children), 253, reps, tmp)[0]
         for n in sizes:
             fds = n * (children + 1)
             floor_ms, _ = measure(private_plan(target, n, children), 253, reps, tmp)
             for batch in (1, 253):
-                ms, rss = measure(shared_plan(target, n, children), batch, reps, tmp)
+                plan = shared_plan(target, n, children)
+                ms, rss = measure(plan, batch, reps, tmp)
                 us_fd = ms * 1000.0 / fds
                 criu = CRIU_MS.get((n, children))
+                calls = syscalls(plan, batch, tmp)
                 rows.append((f"{n} files x {children + 1} tasks", batch, fds, ms, us_fd, ms / floor_ms, rss,
-                             f"{criu / ms:.0f}x" if criu else ""))
+                             f"{criu / ms:.0f}x" if criu else "", calls / fds if calls else None, floor_ms))
                 series.setdefault(f"K={children} batch={batch}", []).append((fds, us_fd))
     many = [(10, 100)] if quick else [(100, 1000), (1000, 100)]
     for tasks, per in many:
         text, fds = random_plan(target, tasks, per, seed=tasks)
         for batch in (1, 253):
             ms, rss = measure(text, batch, max(1, reps // 2 + 1), tmp)
-            rows.append((f"{tasks} tasks x {per} fds, random sharing", batch, fds, ms, ms * 1000.0 / fds, None, rss, ""))
+            rows.append((f"{tasks} tasks x {per} fds, random sharing", batch, fds, ms, ms * 1000.0 / fds, None, rss, "", None, None))
     inject_reps = 3 if quick else 21
     move = f"fdslot 1\ntask 1\nreg 1 {target} flags=wronly\n  at 1:1\n"
     shared = "fdslot 1\ntask 1\ntask 2\n" + "".join(
         f"reg {i + 1} {target} flags=rdonly\n  at 1:{10 + i}\n  at 2:{10 + i}\n" for i in range(1000))
     injects = [("1 process, 1 fd moved (reptyr-style)", inject_ms(move, 1, inject_reps, tmp)),
                ("2 processes sharing 1000 files", inject_ms(shared, 2, inject_reps, tmp))]
+    # fdslot capture and verify of a restored tree (the worst case for grouping: one inode).
+    cap_rows = []
+    tasks, per = (10, 100) if quick else (10, 1000)
+    for name, (text, fds) in [("one inode", random_plan(target, tasks, per, seed=7)),
+                              ("1000 files", many_files_plan(tmp, tasks, per, 1000, seed=7))]:
+        cap_ms, ver_ms = measure_capture(text, reps, tmp)
+        cap_rows.append((f"{tasks} tasks x {per} fds, random sharing, {name}", fds, cap_ms, ver_ms))
     size = os.stat(FDSLOT).st_size
     blob_size = os.stat(BLOB).st_size
     lines = ["# fdslot run --stop: restore time (medians of %d)" % reps, "",
              f"fdslot stripped size: {size} bytes; fdslot.blob: {blob_size} bytes", "",
-             "| plan | --batch | fds | ms | us/fd | vs floor | peak RSS/task (KiB) | vs CRIU 4.2 |",
-             "|---|---|---|---|---|---|---|---|"]
-    for name, batch, fds, ms, us, ratio, rss, criu in rows:
+             "| plan | --batch | fds | ms | us/fd | floor ms | vs floor | syscalls/fd | peak RSS/task (KiB) | vs CRIU 4.2 |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, batch, fds, ms, us, ratio, rss, criu, calls, floor_ms in rows:
         r = f"{ratio:.2f}" if ratio else ""
-        lines.append(f"| {name} | {batch} | {fds} | {ms:.1f} | {us:.2f} | {r} | {rss} | {criu} |")
+        c = f"{calls:.1f}" if calls else ""
+        fl = f"{floor_ms:.1f}" if floor_ms else ""
+        lines.append(f"| {name} | {batch} | {fds} | {ms:.1f} | {us:.2f} | {fl} | {r} | {c} | {rss} | {criu} |")
     lines += ["", "floor: the same tasks and fds, every fd a private open in its own task (nothing sent).",
+              "fork+exit floor (the same tasks, no fds): " + ", ".join(f"{k + 1} tasks: {v:.1f} ms" for k, v in forks.items()) + ".",
+              "syscalls/fd: every syscall of run and its tasks (strace -f -c), over the plan's fds.",
               "CRIU 4.2 times (same machine kind, whole restore): " +
               ", ".join(f"N={n} K={k}: {v:.0f} ms" for (n, k), v in CRIU_MS.items()) + "."]
+    lines += ["", "## fdslot capture --tree and fdslot verify of the restored tasks (medians of %d)" % reps, "",
+              "| tree | fds | capture ms | verify ms |", "|---|---|---|---|"]
+    for name, fds, cap_ms, ver_ms in cap_rows:
+        lines.append(f"| {name} | {fds} | {cap_ms:.1f} | {ver_ms:.1f} |")
     lines += ["", f"## fdslot inject (medians of {inject_reps}, whole command: seize, inject, restore, release)", "",
               "| case | ms |", "|---|---|"]
     lines += [f"| {name} | {ms:.2f} |" for name, ms in injects]

@@ -4,7 +4,6 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 fdslot="$top/target/release/fdslot"
-fdtable="$top/target/release/examples/fdtable"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
@@ -16,11 +15,12 @@ for _ in $(seq 100); do grep -q '^ready$' run.out 2>/dev/null && break; sleep 0.
 grep -q '^ready$' run.out || { echo "demo: fdslot run did not get ready" >&2; kill $run; exit 1; }
 pids=$(awk '$1 == "task" { print $4 }' run.out)
 echo
-echo "fdslot run --stop restored the tasks; their tables, as /proc and kcmp(KCMP_FILE) report them:"
-"$fdtable" $pids
-for pid in $pids; do
-    printf 'pid %s fd 8: %s\n' "$pid" "$(grep eventfd-count /proc/$pid/fdinfo/8 | tr -s ' \t' ' ')"
-done
+echo "fdslot run --stop restored the tasks; fdslot verify checks them against the plan, asking"
+echo "/proc, fdinfo and kcmp(KCMP_FILE) what the kernel holds:"
+"$fdslot" verify "$top/examples/demo.plan" $(awk '$1 == "task" { printf "%s=%s ", $2, $4 }' run.out)
+echo
+echo "fdslot capture of the restored tree: the plan back, from the kernel alone:"
+"$fdslot" capture $(echo $pids | cut -d' ' -f1) --tree | grep -v '^task'
 echo
 echo "Resuming the tasks; they write to fd 3 (one shared description), the pipe and the socket pair:"
 kill -CONT $pids

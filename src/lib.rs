@@ -9,15 +9,18 @@
 #![allow(clippy::result_large_err)]
 
 pub mod arena;
+pub mod capture;
 pub mod blob;
 pub mod front;
 pub mod hash;
+pub mod inspect;
 pub mod plan;
 pub mod report;
 pub mod restore;
 pub mod sort;
 pub mod sys;
 pub mod text;
+pub mod verify;
 
 #[cfg(not(any(test, feature = "std")))]
 pub mod rt;

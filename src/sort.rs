@@ -30,6 +30,85 @@ fn sift_down<T, K: Ord>(v: &mut [T], mut root: usize, end: usize, key: &impl Fn(
     }
 }
 
+/// Sorts `v` in place by `less`, a strict weak order that may be costly (a syscall such as
+/// kcmp): heapsort makes O(n log n) calls and never compares an element with itself.
+pub fn sort_by<T>(v: &mut [T], mut less: impl FnMut(&T, &T) -> bool) {
+    let n = v.len();
+    for start in (0..n / 2).rev() {
+        sift_down_by(v, start, n, &mut less);
+    }
+    for end in (1..n).rev() {
+        v.swap(0, end);
+        sift_down_by(v, 0, end, &mut less);
+    }
+}
+
+fn sift_down_by<T>(v: &mut [T], mut root: usize, end: usize, less: &mut impl FnMut(&T, &T) -> bool) {
+    loop {
+        let mut child = 2 * root + 1;
+        if child >= end {
+            return;
+        }
+        if child + 1 < end && less(&v[child], &v[child + 1]) {
+            child += 1;
+        }
+        if !less(&v[root], &v[child]) {
+            return;
+        }
+        v.swap(root, child);
+        root = child;
+    }
+}
+
+/// Sorts `v` by `less` with a merge sort through `scratch` (at least as long as `v`): about
+/// n log2 n comparisons, half of heapsort's, for comparisons that cost a syscall (kcmp).
+pub fn merge_sort_by<T: Copy>(v: &mut [T], scratch: &mut [T], mut less: impl FnMut(&T, &T) -> bool) {
+    let n = v.len();
+    let scratch = &mut scratch[..n];
+    let mut width = 1;
+    // Runs alternate between v and scratch; `in_v` says where the sorted runs are now.
+    let mut in_v = true;
+    while width < n {
+        let (src, dst): (&[T], &mut [T]) = if in_v { (&*v, &mut *scratch) } else { (&*scratch, &mut *v) };
+        let mut start = 0;
+        while start < n {
+            let mid = (start + width).min(n);
+            let end = (start + 2 * width).min(n);
+            merge(&src[start..mid], &src[mid..end], &mut dst[start..end], &mut less);
+            start = end;
+        }
+        in_v = !in_v;
+        width *= 2;
+    }
+    if !in_v {
+        v.copy_from_slice(scratch);
+    }
+}
+
+fn merge<T: Copy>(a: &[T], b: &[T], out: &mut [T], less: &mut impl FnMut(&T, &T) -> bool) {
+    // Already in order: one comparison instead of a merge.
+    if a.is_empty() || b.is_empty() || !less(&b[0], &a[a.len() - 1]) {
+        out[..a.len()].copy_from_slice(a);
+        out[a.len()..].copy_from_slice(b);
+        return;
+    }
+    let (mut i, mut j, mut k) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        // Ties take from `a`: the sort is stable.
+        if less(&b[j], &a[i]) {
+            out[k] = b[j];
+            j += 1;
+        } else {
+            out[k] = a[i];
+            i += 1;
+        }
+        k += 1;
+    }
+    out[k..k + a.len() - i].copy_from_slice(&a[i..]);
+    k += a.len() - i;
+    out[k..].copy_from_slice(&b[j..]);
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -43,9 +122,16 @@ mod tests {
                 })
                 .collect();
             let mut w = v.clone();
-            super::sort_by_key(&mut v, |&a| a);
             w.sort();
+            let mut u = v.clone();
+            let mut m = v.clone();
+            let mut scratch = vec![0; n];
+            super::sort_by_key(&mut v, |&a| a);
+            super::sort_by(&mut u, |a, b| a < b);
+            super::merge_sort_by(&mut m, &mut scratch, |a, b| a < b);
             assert_eq!(v, w);
+            assert_eq!(u, w);
+            assert_eq!(m, w);
         }
     }
 }

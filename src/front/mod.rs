@@ -2,11 +2,13 @@
 //! hand over to `restore`, print what comes back.
 
 pub mod args;
+pub mod capture;
 pub mod exec;
 pub mod init;
 pub mod inject;
 pub mod run;
 pub mod single;
+pub mod verify;
 
 use crate::plan::{self, Plan};
 use crate::report::{EXIT_USAGE};
@@ -21,7 +23,7 @@ pub const VERSION: &str = "fdslot 0.1.0 (plan format 1)\n";
 pub const HELP: &str = "\
 usage: fdslot COMMAND ...
   check PLAN                 validate a plan; print a summary
-  run PLAN [--stop] [--timeout SECS] [--batch N] [--keep FD,...]
+  run PLAN [--stop] [--verify] [--timeout SECS] [--batch N] [--keep FD,...]
                              fork one process per task, rebuild every table, then exec
   restore PLAN TASK --session S [--sync-fd N] [--timeout SECS] [--batch N] [--keep FD,...]
           [-- PROG ARGS...]  rebuild one task's table in this process, then exec PROG
@@ -30,9 +32,17 @@ usage: fdslot COMMAND ...
                              all or nothing: on any failure every table is put back
   names PLAN --session S [--batch N]
                              print the socket names a session binds
+  capture PID... [--tree] [--skip-unsupported] [--data DIR]
+                             print a plan of live processes' fd tables
+  verify PLAN TASK=PID... [--keep FD,...]
+                             check live processes against a plan; print what the kernel says
 options:
   --stop          each task stops itself (SIGSTOP) once restored; run prints
                   'task T pid P' per task and 'ready', then waits for the tasks to end
+  --verify        run verify on the restored tasks before they go on; exit 1 on a mismatch
+  --tree          capture the given processes and all their descendants
+  --skip-unsupported  leave fds a plan cannot hold out of the plan (listed in comments)
+  --data DIR      capture saves memfd contents in DIR (data= in the plan)
   --timeout SECS  one deadline for the whole restore (default 10)
   --batch N       fds per message, 1..253 (1: one socket per fd; default 253)
   --keep FD,...   fds to keep open and untouched (at most 64; not planned slots);
@@ -40,7 +50,8 @@ options:
   --session S     1 to 32 of A-Za-z0-9_-; the same for every task of a restore
   --sync-fd N     a SOCK_SEQPACKET fd to a parent tool: bound / go|abort / done|error: TEXT
 exit codes:
-  0 success, 1 restore failed, 2 usage or plan error, 3 a peer failed or timed out;
+  0 success, 1 restore failed (capture: an fd a plan cannot hold; verify, run --verify:
+  a mismatch), 2 usage or plan error, 3 a peer failed or timed out;
   run without --stop exits with the first task's status
 ";
 
@@ -250,6 +261,8 @@ pub unsafe fn main(argc: usize, argv: *const *const u8, envp: *const *const u8) 
         }
         b"check" => cmd_check(&mut a),
         b"names" => cmd_names(&mut a),
+        b"capture" => capture::cmd_capture(&mut a),
+        b"verify" => verify::cmd_verify(&mut a),
         // SAFETY: envp is the kernel's, as our caller promised.
         b"run" => unsafe { run::cmd_run(&mut a, envp) },
         // SAFETY: as above.

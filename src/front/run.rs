@@ -24,6 +24,10 @@ struct Run<'a> {
     session: Session<'a>,
     names: Names,
     stop: bool,
+    /// `--verify`: the tasks stop once restored (as with --stop) so that run can check them.
+    verify: bool,
+    /// `--stop` as asked: print `ready` and leave the tasks stopped.
+    report_ready: bool,
     event_fd: Fd,
     signal_fd: Fd,
     old_mask: u64,
@@ -40,11 +44,16 @@ fn sigbit(sig: u32) -> u64 {
 /// `envp` must be the process's environment array.
 pub unsafe fn cmd_run(a: &mut Args, envp: *const *const u8) -> i32 {
     let (mut path, mut stop, mut timeout, mut batch) = (None, false, 10_000_000_000u64, MAX_BATCH);
+    let mut verify = false;
     let mut keep = heapless::Vec::<u32, MAX_KEEP>::new();
     while let Some(arg) = a.next() {
         let r = match arg {
             b"--stop" => {
                 stop = true;
+                Ok(())
+            }
+            b"--verify" => {
+                verify = true;
                 Ok(())
             }
             b"--timeout" => a.timeout().map(|v| timeout = v),
@@ -128,7 +137,9 @@ pub unsafe fn cmd_run(a: &mut Args, envp: *const *const u8) -> i32 {
         shared,
         session: Session { names, keep: &keep, deadline, preserve: false, keep_others: false },
         names,
-        stop,
+        stop: stop || verify,
+        verify,
+        report_ready: stop,
         event_fd,
         signal_fd,
         old_mask,
@@ -346,8 +357,15 @@ impl<'a> Run<'a> {
             }
             if !ready && self.shared.header().done.load(Ordering::Acquire) as usize == n && (!self.stop || stopped == roots) {
                 ready = true;
-                if self.stop {
+                if self.verify && !self.verify_tasks() {
+                    self.kill_all();
+                    self.reap_all();
+                    return EXIT_RESTORE as i32;
+                }
+                if self.report_ready {
                     self.print_ready();
+                } else if self.verify {
+                    self.continue_all();
                 }
             }
             if !ready && proc::monotonic_ns() >= grace {
@@ -369,7 +387,7 @@ impl<'a> Run<'a> {
                 break;
             }
         }
-        if self.stop { 0 } else { first_status }
+        if self.report_ready { 0 } else { first_status }
     }
 
     fn print_ready(&self) {
@@ -383,6 +401,27 @@ impl<'a> Run<'a> {
         }
         out.str("ready\n");
         print(out.as_bytes());
+    }
+
+    /// `--verify`: the stopped tasks' tables against the plan; mismatches go to stderr.
+    fn verify_tasks(&self) -> bool {
+        let n = self.plan.tasks.len();
+        let Ok(mut arena) = crate::arena::Arena::map(crate::arena::bytes_for::<i32>(n)) else { return false };
+        let pids = arena.take::<i32>(n);
+        for (t, p) in pids.iter_mut().enumerate() {
+            *p = self.shared.task(t).pid.load(Ordering::Acquire);
+        }
+        super::verify::run_verify(self.plan, pids, self.session.keep, false) == 0
+    }
+
+    /// Resumes tasks that stopped only to be verified.
+    fn continue_all(&self) {
+        for t in 0..self.plan.tasks.len() {
+            let pid = self.shared.task(t).pid.load(Ordering::Acquire);
+            if pid > 0 {
+                let _ = proc::kill(pid, g::SIGCONT);
+            }
+        }
     }
 
     /// A reaped pid may be reused by anyone: never signal it again.

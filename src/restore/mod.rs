@@ -10,7 +10,7 @@ pub mod roles;
 pub mod slots;
 pub mod transport;
 
-use crate::plan::{file_of, Plan, Target, KIND_INHERIT, KIND_REOPEN};
+use crate::plan::{file_of, Plan, Target, KIND_INHERIT, KIND_REG, KIND_REOPEN};
 use crate::report::{Failure, EXIT_PEER, EXIT_RESTORE, EXIT_USAGE};
 use crate::sys::socket::{self as sock};
 use crate::sys::{fd, proc, Errno, Fd};
@@ -38,6 +38,29 @@ pub struct Session<'a> {
 /// The most `--keep` fds.
 pub const MAX_KEEP: usize = 64;
 
+/// Receiving sockets bound at once per (receiver, opener): more are bound as files arrive, and
+/// the opener is told with a credit. Few names are bound at any moment, so the kernel's 256
+/// abstract-name buckets stay short however many fds the plan has (the seed's form binds one
+/// socket per fd).
+pub const WINDOW: u32 = 256;
+/// Sockets bound (and credited) at a time while the window slides.
+const REFILL: u32 = 64;
+
+/// What this task receives from one opener: batches `first..end` (in the order the opener sends
+/// them); `next` is the next to arrive, `bound` the first whose socket is not bound yet.
+#[derive(Clone, Copy, Default)]
+struct Run {
+    first: u32,
+    end: u32,
+    next: u32,
+    bound: u32,
+    /// A credit the opener's full queue refused: sent again when the socket is writable.
+    owed: u32,
+}
+
+// SAFETY: plain integers, valid when zero.
+unsafe impl crate::arena::Zeroable for Run {}
+
 struct Task<'a, 'p, 'r> {
     plan: &'a Plan<'p>,
     roles: &'a mut Roles<'r>,
@@ -45,9 +68,21 @@ struct Task<'a, 'p, 'r> {
     id: u16,
     session: &'a Session<'a>,
     home: Fd,
-    npending: usize,
     uid: u32,
+    runs: &'a mut [Run],
+    /// Batches still to receive.
+    remaining: usize,
+    /// Per receiver (task index): batches below this index may be sent (beyond the window).
+    credit: &'a mut [u32],
+    /// Some receiver of ours slides its window: credits arrive at the home socket.
+    credited: bool,
+    /// How many placeholders `Slots::fill_holes` may put down.
+    filler_budget: usize,
 }
+
+/// Fds an open (a FIFO's helper, a data= file, a pipe's two ends) or a received batch (one fd
+/// past its own slots) may hold for a moment, beyond what `check_limits` counts.
+const TRANSIENT_FDS: usize = 4;
 
 /// Rebuilds task `t`'s fd table in the calling process. On success the table is exactly the
 /// plan's (plus `keep`, plus the barrier's own fds, which the caller closes before exec).
@@ -59,7 +94,7 @@ pub fn restore_task(
     barrier: &mut Barrier<'_>,
 ) -> Result<(), Failure> {
     let planned = plan.task_targets(t);
-    let limit = check_limits(plan, roles, t, session, barrier)?;
+    let (limit, need) = check_limits(plan, roles, t, session, barrier)?;
     // Inherited descriptions are found at fixed numbers: collect them first, so that no
     // service number is handed out over one before it is adopted.
     let mut inherited: heapless::Vec<u32, { crate::plan::MAX_INHERIT_PER_TASK }> = heapless::Vec::new();
@@ -71,6 +106,7 @@ pub fn restore_task(
     }
     crate::sort::sort_by_key(&mut inherited, |&f| f);
     let mut preserved = None;
+    let mut extra_need = 0;
     let mut scan_arena;
     if session.preserve {
         scan_arena = crate::arena::Arena::map(preserve::Preserved::arena_bytes(limit, planned.len())).map_err(|e| Failure::sys(t, "mmap", e))?;
@@ -79,11 +115,19 @@ pub fn restore_task(
             e => Failure::sys(t, "listing the open fds", e),
         })?;
         check_room(plan, t, p.existing, service_need(plan, roles, t, barrier), limit)?;
+        extra_need = p.existing.len();
         preserved = Some(p);
     }
     let existing = preserved.as_ref().map_or(&[][..], |p| p.existing);
     let mut slots = Slots::new(planned, session.keep, limit, barrier.fds(), &inherited, existing);
-    let mut task = Task { plan, roles, t, id: plan.tasks[t].id, session, home: -1, npending: 0, uid: proc::getuid() };
+    let nt = plan.tasks.len();
+    let mut run_arena = crate::arena::Arena::map(crate::arena::bytes_for::<Run>(nt) + crate::arena::bytes_for::<u32>(nt)).map_err(|e| Failure::sys(t, "mmap", e))?;
+    let runs = run_arena.take::<Run>(nt);
+    let credit = run_arena.take::<u32>(nt);
+    // Placeholders may take what the restore will never need, less room for the few fds an
+    // open or a received batch holds for a moment.
+    let filler_budget = (limit as usize).saturating_sub(need + extra_need + TRANSIENT_FDS);
+    let mut task = Task { plan, roles, t, id: plan.tasks[t].id, session, home: -1, uid: proc::getuid(), runs, remaining: 0, credit, credited: false, filler_budget };
     let result = task.prepare_and_run(&mut slots, barrier, preserved.as_mut());
     if task.home >= 0 {
         let _ = fd::close(task.home);
@@ -200,7 +244,8 @@ pub fn restore_alone(plan: &Plan<'_>, t: usize, o: &AloneOptions<'_>, report: im
 }
 
 /// Refuses, before any change, a plan that cannot fit under RLIMIT_NOFILE; returns the limit.
-fn check_limits(plan: &Plan<'_>, roles: &Roles<'_>, t: usize, session: &Session<'_>, barrier: &Barrier<'_>) -> Result<u32, Failure> {
+/// Returns the limit and how many numbers the restore needs at most under it.
+fn check_limits(plan: &Plan<'_>, roles: &Roles<'_>, t: usize, session: &Session<'_>, barrier: &Barrier<'_>) -> Result<(u32, usize), Failure> {
     let planned = plan.task_targets(t);
     let (soft, _) = proc::getrlimit(g::RLIMIT_NOFILE).map_err(|e| Failure::sys(t, "getrlimit", e))?;
     let limit = soft.min(crate::plan::NR_OPEN as u64 * 1024) as u32;
@@ -220,7 +265,7 @@ fn check_limits(plan: &Plan<'_>, roles: &Roles<'_>, t: usize, session: &Session<
             .num(": need ", need as u64)
             .num(", limit ", limit as u64));
     }
-    Ok(limit)
+    Ok((limit, need))
 }
 
 /// The service numbers task `t` needs at most: the barrier's, the home socket, held files,
@@ -257,7 +302,9 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             Some(p) => p.park(slots).map_err(|(at, what, e)| Failure::sys(t, what, e).at_fd(at))?,
             None => close_unplanned(self.session.keep, &barrier.fds(), &adopted).map_err(|e| Failure::sys(t, "close_range", e))?,
         }
-        self.run(slots, barrier)
+        let result = self.run(slots, barrier);
+        slots.drop_fillers();
+        result
     }
 
     fn run(&mut self, slots: &mut Slots<'_>, barrier: &mut Barrier<'_>) -> Result<(), Failure> {
@@ -269,8 +316,14 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             self.home = move_to(s, to).map_err(|e| Failure::sys(t, "dup3 (home socket)", e))?;
             let name = self.session.names.home(self.id);
             sock::bind(self.home, &name).map_err(|e| bind_failure(t, e, "bind (home socket)"))?;
+            self.credited = self.roles.sends(t).iter().any(|&k| self.roles.batches[k as usize].index >= WINDOW);
+            if self.credited {
+                sock::set_socket_int(self.home, n::SO_PASSCRED, 1).map_err(|e| Failure::sys(t, "setsockopt SO_PASSCRED", e))?;
+            }
         }
         barrier.prepare(self.plan, &self.session.names, slots, t, deadline)?;
+        let base = [self.home, barrier.chan_fd, barrier.ctl_fd, barrier.err_fd].into_iter().find(|&f| f >= 0).unwrap_or(-1);
+        slots.fill_holes(base, self.filler_budget);
         self.park_sockets(barrier.abort_fd())?;
         barrier.bound(self.plan, &self.session.names, t, deadline)?;
         self.open_own(slots)?;
@@ -297,43 +350,126 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         &self.plan.targets[i as usize]
     }
 
-    /// One receiving socket per batch, bound, connected to its opener's home, parked in its slot.
+    /// Splits what this task receives into runs, one per opener, and binds each run's first
+    /// window of sockets.
     fn park_sockets(&mut self, abort_fd: Fd) -> Result<(), Failure> {
         let t = self.t;
         let (tb, te) = (self.roles.task_batches[t] as usize, self.roles.task_batches[t + 1] as usize);
-        for bi in tb..te {
-            let b = self.roles.batches[bi];
-            let slot = b.slot;
-            let obj = self.target(self.roles.recv[b.first as usize]).object;
-            let end = self.target(self.roles.recv[b.first as usize]).end;
-            let fail = |f: Failure| f.at_fd(slot).on(obj, end);
-            let s = sock::socket_unix(n::SOCK_DGRAM | sock::SOCK_CLOEXEC).map_err(|e| fail(Failure::sys(t, "socket", e)))?;
-            if s as u32 != slot {
-                fd::dup3(s, slot as Fd, g::O_CLOEXEC).map_err(|e| fail(Failure::sys(t, "dup3 (socket into slot)", e)))?;
-                fd::close(s).map_err(|e| fail(Failure::sys(t, "close", e)))?;
+        let mut nruns = 0;
+        let mut bi = tb;
+        while bi < te {
+            let opener = self.roles.batches[bi].opener;
+            let mut end = bi;
+            while end < te && self.roles.batches[end].opener == opener {
+                end += 1;
             }
-            let s = slot as Fd;
-            let opener_id = self.plan.tasks[b.opener as usize].id;
-            let name = self.session.names.rx(self.id, opener_id, b.index);
-            // Connected first, bound after: without a name nobody can send to it, and once it
-            // has one only its opener can (a connected datagram socket refuses other senders).
-            // SO_PASSCRED comes last: on an unnamed socket, connect would autobind it.
-            match barrier::connect_when_bound(s, &self.session.names.home(opener_id), self.session.deadline, abort_fd) {
-                Ok(barrier::Reached::Connected) => {}
-                Ok(barrier::Reached::Aborted) => return Err(fail(Failure::new(EXIT_PEER, t, "aborted by the parent (another process failed)"))),
-                Ok(barrier::Reached::TimedOut) => {
-                    return Err(fail(Failure::new(EXIT_PEER, t, "timed out waiting for")
-                        .peer(b.opener as usize)
-                        .then(" to bind (not started, another plan or options, or another network namespace)")))
-                }
-                Err(e) => return Err(fail(Failure::sys(t, "connect (receiving socket)", e))),
+            self.runs[nruns] = Run { first: bi as u32, end: end as u32, next: bi as u32, bound: bi as u32, owed: 0 };
+            nruns += 1;
+            bi = end;
+        }
+        self.runs = &mut core::mem::take(&mut self.runs)[..nruns];
+        self.remaining = te - tb;
+        for k in 0..nruns {
+            let r = self.runs[k];
+            let upto = r.end.min(r.first + WINDOW);
+            for bi in r.first..upto {
+                self.bind_socket(bi as usize, abort_fd)?;
             }
-            sock::bind(s, &name).map_err(|e| fail(bind_failure(t, e, "bind (receiving socket)")))?;
-            sock::set_socket_int(s, n::SO_PASSCRED, 1).map_err(|e| fail(Failure::sys(t, "setsockopt SO_PASSCRED", e)))?;
-            self.roles.pending[self.npending] = bi as u32;
-            self.npending += 1;
+            self.runs[k].bound = upto;
         }
         Ok(())
+    }
+
+    /// Batch `bi`'s receiving socket: bound, connected to its opener's home, parked in its slot.
+    fn bind_socket(&mut self, bi: usize, abort_fd: Fd) -> Result<(), Failure> {
+        let t = self.t;
+        let b = self.roles.batches[bi];
+        let slot = b.slot;
+        let obj = self.target(self.roles.recv[b.first as usize]).object;
+        let end = self.target(self.roles.recv[b.first as usize]).end;
+        let fail = |f: Failure| f.at_fd(slot).on(obj, end);
+        let s = sock::socket_unix(n::SOCK_DGRAM | sock::SOCK_CLOEXEC).map_err(|e| fail(Failure::sys(t, "socket", e)))?;
+        if s as u32 != slot {
+            fd::dup3(s, slot as Fd, g::O_CLOEXEC).map_err(|e| fail(Failure::sys(t, "dup3 (socket into slot)", e)))?;
+            fd::close(s).map_err(|e| fail(Failure::sys(t, "close", e)))?;
+        }
+        let s = slot as Fd;
+        let opener_id = self.plan.tasks[b.opener as usize].id;
+        let name = self.session.names.rx(self.id, opener_id, b.index);
+        // Connected first, bound after: without a name nobody can send to it, and once it has
+        // one only its opener can (a connected datagram socket refuses other senders).
+        // SO_PASSCRED comes last: on an unnamed socket, connect would autobind it.
+        match barrier::connect_when_bound(s, &self.session.names.home(opener_id), self.session.deadline, abort_fd) {
+            Ok(barrier::Reached::Connected) => {}
+            Ok(barrier::Reached::Aborted) => return Err(fail(Failure::new(EXIT_PEER, t, "aborted by the parent (another process failed)"))),
+            Ok(barrier::Reached::TimedOut) => {
+                return Err(fail(Failure::new(EXIT_PEER, t, "timed out waiting for")
+                    .peer(b.opener as usize)
+                    .then(" to bind (not started, another plan or options, or another network namespace)")))
+            }
+            Err(e) => return Err(fail(Failure::sys(t, "connect (receiving socket)", e))),
+        }
+        sock::bind(s, &name).map_err(|e| fail(bind_failure(t, e, "bind (receiving socket)")))?;
+        sock::set_socket_int(s, n::SO_PASSCRED, 1).map_err(|e| fail(Failure::sys(t, "setsockopt SO_PASSCRED", e)))
+    }
+
+    /// Slides run `k`'s window once enough of it has arrived: binds the next sockets, then
+    /// tells the opener (from the last socket bound, so that its name vouches for the credit).
+    fn refill(&mut self, k: usize, abort_fd: Fd) -> Result<(), Failure> {
+        let r = self.runs[k];
+        let want = (r.next + WINDOW).min(r.end);
+        if want <= r.bound || (want - r.bound < REFILL && want < r.end) {
+            return Ok(());
+        }
+        for bi in r.bound..want {
+            self.bind_socket(bi as usize, abort_fd)?;
+        }
+        self.runs[k].bound = want;
+        self.runs[k].owed = want;
+        self.send_credit(k)
+    }
+
+    /// Sends run `k`'s owed credit, if any; a full queue at the opener leaves it owed.
+    fn send_credit(&mut self, k: usize) -> Result<(), Failure> {
+        let r = self.runs[k];
+        if r.owed == 0 {
+            return Ok(());
+        }
+        let last = self.roles.batches[r.owed as usize - 1];
+        let opener_id = self.plan.tasks[last.opener as usize].id;
+        let header = Header::credit(self.id, opener_id, last.index + 1, self.session.names.plan_hash);
+        match transport::send_credit(last.slot as Fd, &header) {
+            Ok(()) => {
+                self.runs[k].owed = 0;
+                Ok(())
+            }
+            Err(e) if e == Errno::AGAIN || e == Errno::INTR => Ok(()),
+            Err(e) => Err(Failure::sys(self.t, "send (credit to", e).peer(last.opener as usize).then(")")),
+        }
+    }
+
+    /// Takes the credits queued at the home socket. Only a credit from the receiver's own
+    /// socket (its name, its uid, and under `run` its pid) counts; anything else is dropped.
+    fn take_credits(&mut self, barrier: &Barrier<'_>) {
+        let mut got = Received::new();
+        while transport::recv_batch(self.home, &mut got, true).is_ok() {
+            got.discard();
+            let h = got.payload.header;
+            if got.len != core::mem::size_of::<Header>() || h.magic != transport::CREDIT_MAGIC || h.opener != self.id || h.plan_hash != self.session.names.plan_hash || h.index == 0 {
+                continue;
+            }
+            let Some(r) = self.plan.task_by_id(h.receiver) else { continue };
+            let from_ok = got.from.name_bytes() == self.session.names.rx(h.receiver, self.id, h.index - 1).name_bytes();
+            let creds_ok = match (got.creds, barrier.pid_of(r)) {
+                (Some((_, uid)), _) if uid != self.uid => false,
+                (Some((pid, _)), Some(want)) => pid == want,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+            if from_ok && creds_ok && h.index > self.credit[r] {
+                self.credit[r] = h.index;
+            }
+        }
     }
 
     /// Opens every object this task is the opener of and places it in its own slots; files it
@@ -345,6 +481,12 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             let oi = self.roles.opened[k];
             let obj = self.plan.objects[oi as usize];
             let base = if obj.kind == KIND_REOPEN { self.held(file_of(obj.value as u32, obj.extra as u8)) } else { -1 };
+            // A regular file is opened with the FD_CLOEXEC its slot wants: no fcntl after.
+            let reg_cloexec = match self.roles.opener_rep[file_of(oi, 0)] {
+                0 => true,
+                rep => self.target(rep - 1).cloexec != 0,
+            };
+            let src_cloexec = obj.kind != KIND_REG || reg_cloexec;
             let opened = if obj.kind == KIND_INHERIT {
                 // Adopted at the start: it already sits in the service range.
                 let f = file_of(oi, 0);
@@ -355,7 +497,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
                 self.roles.held_fd[f] = 0;
                 Ok(open::Opened { fds: [held, -1], n: 1 })
             } else {
-                open::open_object(self.plan, &obj, base)
+                open::open_object(self.plan, &obj, base, reg_cloexec)
             };
             let opened = opened.map_err(|(what, e)| {
                 let first = self.plan.targets.iter().find(|x| x.object == oi);
@@ -374,11 +516,11 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
                 let rep = self.roles.opener_rep[f];
                 if rep != 0 {
                     let x = self.target(rep - 1);
-                    moves[nm] = Move::new(src, x.fd as Fd, x.cloexec != 0, true);
+                    moves[nm] = Move::new(src, x.fd as Fd, x.cloexec != 0, src_cloexec);
                 } else if self.roles.sent[f] != 0 {
                     let to = slots.take().ok_or_else(|| Failure::new(EXIT_RESTORE, t, "no fd number left to hold a file").on(oi, end as u8))?;
                     self.roles.held_fd[f] = to + 1;
-                    moves[nm] = Move::new(src, to, true, true);
+                    moves[nm] = Move::new(src, to, true, src_cloexec);
                 } else {
                     // A pipe end nobody holds: the plan closes it.
                     fd::close(src).map_err(|e| Failure::sys(t, "close", e).on(oi, end as u8))?;
@@ -431,12 +573,15 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         for k in sb..se {
             let b = self.roles.batches[self.roles.send_order[k] as usize];
             let receiver_id = self.plan.tasks[b.receiver as usize].id;
-            for (i, &e) in self.roles.entries(&b).iter().enumerate() {
-                let x = self.target(e);
+            let n = b.count as usize;
+            for i in 0..n {
+                let x = self.target(self.roles.message_entry(&b, i));
                 fds[i] = self.held(file_of(x.object, x.end));
                 slots[i] = x.fd;
             }
-            let n = b.count as usize;
+            while b.index >= WINDOW && b.index >= self.credit[b.receiver as usize] {
+                self.pump(None, barrier)?;
+            }
             let header = Header::for_batch(&b, receiver_id, self.id, self.session.names.plan_hash);
             let to = self.session.names.rx(receiver_id, self.id, b.index);
             loop {
@@ -463,22 +608,30 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
 
     /// Takes what has arrived; then waits, until the deadline, for the rest.
     fn receive_rest(&mut self, barrier: &Barrier<'_>) -> Result<(), Failure> {
-        let mut i = 0;
-        while i < self.npending {
-            if self.try_receive(self.roles.pending[i], barrier)? {
-                self.npending -= 1;
-                self.roles.pending[i] = self.roles.pending[self.npending];
-            } else {
-                i += 1;
-            }
+        for k in 0..self.runs.len() {
+            self.drain_run(k, barrier)?;
         }
-        while self.npending > 0 {
+        while self.remaining > 0 {
             self.pump(None, barrier)?;
         }
         Ok(())
     }
 
-    /// Waits for any pending socket (and `tx` writable, if given), then receives what is ready.
+    /// Receives run `k`'s messages in order while they are there, then slides its window.
+    fn drain_run(&mut self, k: usize, barrier: &Barrier<'_>) -> Result<(), Failure> {
+        loop {
+            let r = self.runs[k];
+            if r.next >= r.bound || !self.try_receive(r.next, barrier)? {
+                break;
+            }
+            self.runs[k].next += 1;
+            self.remaining -= 1;
+        }
+        self.refill(k, barrier.abort_fd())
+    }
+
+    /// Waits for the next message of any run (and `tx` writable, if given; credits, if any
+    /// come), then takes what is ready.
     fn pump(&mut self, tx: Option<Fd>, barrier: &Barrier<'_>) -> Result<(), Failure> {
         self.pump_until(tx, barrier, self.session.deadline)
     }
@@ -489,14 +642,31 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
     }
 
     fn pump_until(&mut self, tx: Option<Fd>, barrier: &Barrier<'_>, until: u64) -> Result<(), Failure> {
-        let np = self.npending;
-        for i in 0..np {
-            let b = &self.roles.batches[self.roles.pending[i] as usize];
-            self.roles.pollfds[i] = g::pollfd { fd: b.slot as Fd, events: g::POLLIN as i16, revents: 0 };
+        // Only the head of each run: an opener sends a run in order, so nothing behind the
+        // head can be there before it. One poll entry per opener, however many fds.
+        let mut total = 0;
+        for k in 0..self.runs.len() {
+            let r = self.runs[k];
+            if r.next < r.bound {
+                self.roles.pollfds[total] = g::pollfd { fd: self.roles.batches[r.next as usize].slot as Fd, events: g::POLLIN as i16, revents: 0 };
+                self.roles.pending[total] = k as u32;
+                total += 1;
+            }
+            if r.owed != 0 {
+                let last = self.roles.batches[r.owed as usize - 1].slot as Fd;
+                self.roles.pollfds[total] = g::pollfd { fd: last, events: g::POLLOUT as i16, revents: 0 };
+                self.roles.pending[total] = k as u32 | 1 << 31;
+                total += 1;
+            }
         }
-        let mut total = np;
+        let heads = total;
         if let Some(tx) = tx {
             self.roles.pollfds[total] = g::pollfd { fd: tx, events: g::POLLOUT as i16, revents: 0 };
+            total += 1;
+        }
+        let home = if self.credited { self.home } else { -1 };
+        if home >= 0 {
+            self.roles.pollfds[total] = g::pollfd { fd: home, events: g::POLLIN as i16, revents: 0 };
             total += 1;
         }
         // A parent tool may abort the group while this task waits for files.
@@ -518,24 +688,35 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         if watch >= 0 && self.roles.pollfds[total - 1].revents != 0 {
             return Err(Failure::new(EXIT_PEER, self.t, "aborted by the parent (another process failed)"));
         }
-        // Walk backwards so that swap-removal keeps unvisited entries in place.
-        let mut i = np;
-        while i > 0 {
-            i -= 1;
-            if self.roles.pollfds[i].revents != 0 && self.try_receive(self.roles.pending[i], barrier)? {
-                self.npending -= 1;
-                self.roles.pending[i] = self.roles.pending[self.npending];
+        if home >= 0 && self.roles.pollfds[total - 1 - (watch >= 0) as usize].revents != 0 {
+            self.take_credits(barrier);
+        }
+        for i in 0..heads {
+            if self.roles.pollfds[i].revents == 0 {
+                continue;
+            }
+            let tag = self.roles.pending[i];
+            let k = (tag & !(1 << 31)) as usize;
+            if tag & 1 << 31 != 0 {
+                self.send_credit(k)?;
+            } else {
+                self.drain_run(k, barrier)?;
             }
         }
-        if proc::monotonic_ns() >= self.session.deadline && self.npending > 0 {
+        if proc::monotonic_ns() >= self.session.deadline && (self.remaining > 0 || tx.is_some()) {
             return Err(self.timeout());
         }
         Ok(())
     }
 
     fn timeout(&self) -> Failure {
-        let b = &self.roles.batches[self.roles.pending[0] as usize];
-        Failure::new(EXIT_PEER, self.t, "timed out waiting for files from").peer(b.opener as usize).at_fd(b.slot)
+        match self.runs.iter().find(|r| r.next < r.end) {
+            Some(r) => {
+                let b = &self.roles.batches[r.next as usize];
+                Failure::new(EXIT_PEER, self.t, "timed out waiting for files from").peer(b.opener as usize).at_fd(b.slot)
+            }
+            None => Failure::new(EXIT_PEER, self.t, "timed out sending files (its receivers did not take them)"),
+        }
     }
 
     /// Receives batch `bi` if its message is there; checks it came from the planned opener and
@@ -544,15 +725,18 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         let t = self.t;
         let b: Batch = self.roles.batches[bi as usize];
         let mut got = Received::new();
-        match transport::recv_batch(b.slot as Fd, &mut got) {
+        // Most of the batch's fds come out as planned: no fcntl afterwards.
+        let entries = self.roles.entries(&b);
+        let cloexec = 2 * entries.iter().filter(|&&e| self.target(e).cloexec != 0).count() >= entries.len();
+        match transport::recv_batch(b.slot as Fd, &mut got, cloexec) {
             Ok(()) => {}
             Err(e) if e == Errno::AGAIN || e == Errno::INTR => return Ok(false),
             Err(e) => return Err(Failure::sys(t, "recvmsg", e).at_fd(b.slot)),
         }
         let opener_id = self.plan.tasks[b.opener as usize].id;
         let expected = Header::for_batch(&b, self.id, opener_id, self.session.names.plan_hash);
-        let entries = self.roles.entries(&b);
-        let slots_ok = got.slots().is_some_and(|s| s.iter().zip(entries).all(|(&s, &e)| s == self.target(e).fd));
+        let n = entries.len();
+        let slots_ok = got.slots().is_some_and(|s| s.len() == n && (0..n).all(|i| s[i] == self.target(self.roles.message_entry(&b, i)).fd));
         let creds_ok = match (got.creds, barrier.pid_of(b.opener as usize)) {
             (Some((_, uid)), _) if uid != self.uid => false,
             (Some((pid, _)), Some(want)) => pid == want,
@@ -574,12 +758,14 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             got.discard();
             return Err(Failure::new(EXIT_RESTORE, t, "refused ").then(why).at_fd(b.slot));
         }
+        // Moves in entry order: the socket's slot first (its fd came last), as parallel_move
+        // wants a first destination that may be replaced.
         let mut moves = [Move::default(); MAX_BATCH as usize];
         for (i, &e) in entries.iter().enumerate() {
             let x = self.target(e);
-            moves[i] = Move::new(got.fds[i], x.fd as Fd, x.cloexec != 0, true);
+            let from = got.fds[(i + n - 1) % n];
+            moves[i] = Move::new(from, x.fd as Fd, x.cloexec != 0, cloexec);
         }
-        let n = entries.len();
         if let Err((i, e)) = parallel_move(&mut moves[..n]) {
             let x = self.target(entries[i]);
             return Err(Failure::sys(t, "dup3", e).at_fd(x.fd).on(x.object, x.end));

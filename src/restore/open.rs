@@ -40,8 +40,9 @@ fn or_close<T>(f: Fd, r: Result<T, OpenError>) -> Result<T, OpenError> {
     r
 }
 
-/// Opens `o`. `base` is the opener's fd of a reopen's pipe end (unused for other kinds).
-pub fn open_object(plan: &Plan<'_>, o: &Object, base: Fd) -> Result<Opened, OpenError> {
+/// Opens `o`. `base` is the opener's fd of a reopen's pipe end (unused for other kinds). A
+/// regular file gets FD_CLOEXEC as `reg_cloexec` says; every other kind has it set.
+pub fn open_object(plan: &Plan<'_>, o: &Object, base: Fd, reg_cloexec: bool) -> Result<Opened, OpenError> {
     let one = |f: Fd| Opened { fds: [f, -1], n: 1 };
     let mut path = [0u8; MAX_PATH + 1];
     match o.kind {
@@ -109,7 +110,8 @@ pub fn open_object(plan: &Plan<'_>, o: &Object, base: Fd) -> Result<Opened, Open
             let len = decode_path(plan, o.path, &mut path)?;
             // O_PATH never blocks and takes no status flags; anything else opens non-blocking.
             let nonblock = if o.flags & g::O_PATH == 0 { g::O_NONBLOCK } else { 0 };
-            let f = fd::open(&path[..len], o.flags | nonblock | g::O_CLOEXEC, o.mode).map_err(|e| match e {
+            let cloexec = if o.kind != KIND_REG || reg_cloexec { g::O_CLOEXEC } else { 0 };
+            let f = fd::open(&path[..len], o.flags | nonblock | cloexec, o.mode).map_err(|e| match e {
                 Errno::NXIO => ("open (a FIFO without a reader, or a socket: plan a FIFO as fifo)", e),
                 e => ("open", e),
             })?;

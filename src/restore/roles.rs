@@ -185,6 +185,13 @@ impl<'a> Roles<'a> {
             send_order[fill[o] as usize] = k as u32;
             fill[o] += 1;
         }
+        // Each opener goes round its receivers (every receiver's first batch, then every
+        // second, ...), so that all of them work at once and their windows slide together.
+        // Each receiver still gets its own batches in index order, as it expects.
+        for o in 0..nt {
+            let seg = &mut send_order[task_sends[o] as usize..task_sends[o + 1] as usize];
+            crate::sort::sort_by_key(seg, |&k| ((batches[k as usize].index as u64) << 16) | batches[k as usize].receiver as u64);
+        }
         let task_opened = arena.take::<u32>(nt + 1);
         for o in plan.objects {
             task_opened[o.opener as usize] += 1;
@@ -204,8 +211,10 @@ impl<'a> Roles<'a> {
             }
         }
         let held_fd = arena.take::<i32>(nf);
-        let mut pollarena = Arena::map(bytes_for::<linux_raw_sys::general::pollfd>(max_batches as usize + 2))?;
-        let pollfds = pollarena.take(max_batches as usize + 2);
+        // Per run (at most one per batch): its head, and an owed credit; then tx, home, abort.
+        let npoll = 2 * max_batches as usize + 3;
+        let mut pollarena = Arena::map(bytes_for::<linux_raw_sys::general::pollfd>(npoll))?;
+        let pollfds = pollarena.take(npoll);
         Ok(Roles {
             batch_size,
             next_dup,
@@ -239,8 +248,16 @@ impl<'a> Roles<'a> {
         &self.opened[self.task_opened[t] as usize..self.task_opened[t + 1] as usize]
     }
 
-    /// The rep targets (indices into `plan.targets`) that batch `b` carries, in message order.
+    /// The rep targets (indices into `plan.targets`) that batch `b` carries, by fd.
     pub fn entries(&self, b: &Batch) -> &[u32] {
         &self.recv[b.first as usize..b.first as usize + b.count as usize]
+    }
+
+    /// Entry `i` of batch `b` in message order: the socket's own slot (the first entry) goes
+    /// last. The kernel installs received fds at the lowest free numbers, which then are the
+    /// batch's other slots, in order; only the last fd needs a move, over the socket.
+    pub fn message_entry(&self, b: &Batch, i: usize) -> u32 {
+        let e = self.entries(b);
+        e[(i + 1) % e.len()]
     }
 }

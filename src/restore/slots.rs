@@ -24,7 +24,12 @@ pub struct Slots<'p> {
     inherited: &'p [u32],
     /// A live process's own fds (sorted; see `preserve`): never handed out.
     existing: &'p [u32],
+    /// Placeholders in the unplanned holes below the highest planned slot (see `fill_holes`).
+    fillers: heapless::Vec<u32, MAX_FILLERS>,
 }
+
+/// The most holes `fill_holes` fills; a plan with more leaves them (correct, just more moves).
+pub const MAX_FILLERS: usize = 64;
 
 impl<'p> Slots<'p> {
     /// `planned` sorted by fd, `keep` sorted; `limit` is RLIMIT_NOFILE's soft value.
@@ -33,7 +38,7 @@ impl<'p> Slots<'p> {
         let top_keep = keep.last().map_or(0, |k| k + 1);
         let start = top_planned.max(top_keep).max(3);
         let start = start.max(inherited.last().map_or(0, |f| f + 1));
-        Slots { planned, keep, limit, next_high: start, next_low: start.min(limit), avoid, inherited, existing }
+        Slots { planned, keep, limit, next_high: start, next_low: start.min(limit), avoid, inherited, existing, fillers: heapless::Vec::new() }
     }
 
     pub fn is_planned(&self, n: u32) -> bool {
@@ -45,6 +50,7 @@ impl<'p> Slots<'p> {
             && !self.avoid.contains(&(n as i32))
             && self.inherited.binary_search(&n).is_err()
             && self.existing.binary_search(&n).is_err()
+            && !self.fillers.contains(&n)
     }
 
     /// The next service number, or None when none is left below the limit.
@@ -64,6 +70,46 @@ impl<'p> Slots<'p> {
             }
         }
         None
+    }
+
+    /// Puts a copy of `base` in every free unplanned number below the highest planned slot, so
+    /// that the kernel's lowest-free-number rule lands each new fd (a socket, an open, a
+    /// received file) in the lowest empty planned slot, which in ascending restores is its own:
+    /// no move needed. Skipped when there are more than MAX_FILLERS such numbers, or more than
+    /// `budget` (the numbers the restore can spare under its limit).
+    pub fn fill_holes(&mut self, base: Fd, budget: usize) {
+        let top = self.planned.last().map_or(0, |t| t.fd + 1);
+        let holes = (top as usize).saturating_sub(self.planned.len());
+        if base < 0 || holes > MAX_FILLERS || holes > budget {
+            return;
+        }
+        let mut next_planned = 0;
+        for n in 0..top {
+            while next_planned < self.planned.len() && self.planned[next_planned].fd < n {
+                next_planned += 1;
+            }
+            if next_planned < self.planned.len() && self.planned[next_planned].fd == n {
+                continue;
+            }
+            // The lowest free number from n: n itself when it is a hole.
+            match fd::fcntl(base, g::F_DUPFD_CLOEXEC, n as usize) {
+                Ok(got) if got == n as usize => {
+                    let _ = self.fillers.push(n);
+                }
+                Ok(got) => {
+                    let _ = fd::close(got as Fd);
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Closes the placeholders of `fill_holes`.
+    pub fn drop_fillers(&mut self) {
+        for &f in self.fillers.iter() {
+            let _ = fd::close(f as Fd);
+        }
+        self.fillers.clear();
     }
 
     /// Stops avoiding a number once its fd has been adopted.

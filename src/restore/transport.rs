@@ -76,12 +76,18 @@ pub struct Header {
 }
 
 pub const MAGIC: u32 = u32::from_le_bytes(*b"FDS1");
+/// A credit: `index` is how many of the receiver's batches from `opener` are bound now.
+pub const CREDIT_MAGIC: u32 = u32::from_le_bytes(*b"FDSC");
 const HEADER: usize = size_of::<Header>();
 const SLOTS_MAX: usize = MAX_BATCH as usize * 4;
 
 impl Header {
     pub fn for_batch(b: &Batch, receiver_id: u16, opener_id: u16, plan_hash: u64) -> Header {
         Header { magic: MAGIC, count: b.count as u32, receiver: receiver_id, opener: opener_id, index: b.index, plan_hash }
+    }
+
+    pub fn credit(receiver_id: u16, opener_id: u16, bound: u32, plan_hash: u64) -> Header {
+        Header { magic: CREDIT_MAGIC, count: 0, receiver: receiver_id, opener: opener_id, index: bound, plan_hash }
     }
 }
 
@@ -131,6 +137,13 @@ pub fn send_batch(from: Fd, to: &UnixAddr, header: &Header, slots: &[u32], fds: 
     unsafe { sock::sendmsg(from, &msg, n::MSG_DONTWAIT | n::MSG_NOSIGNAL) }.map(|_| ())
 }
 
+/// Sends a credit from a receiving socket to the opener's home, to which it is connected.
+pub fn send_credit(from: Fd, header: &Header) -> Result<(), Errno> {
+    // SAFETY: Header is plain integers; viewing it as bytes is sound.
+    let bytes = unsafe { core::slice::from_raw_parts(header as *const Header as *const u8, HEADER) };
+    sock::send(from, bytes, n::MSG_DONTWAIT).map(|_| ())
+}
+
 /// What one receiving socket delivered.
 pub struct Received {
     pub payload: Payload,
@@ -155,8 +168,9 @@ impl Received {
     }
 }
 
-/// Receives one message without blocking; Err(EAGAIN) when none is queued.
-pub fn recv_batch(sock_fd: Fd, out: &mut Received) -> Result<(), Errno> {
+/// Receives one message without blocking; Err(EAGAIN) when none is queued. The fds arrive with
+/// FD_CLOEXEC as `cloexec` says (the restorer never execs while they are in flight).
+pub fn recv_batch(sock_fd: Fd, out: &mut Received, cloexec: bool) -> Result<(), Errno> {
     let mut iov = g::iovec { iov_base: &mut out.payload as *mut _ as *mut _, iov_len: size_of::<Payload>() as _ };
     let mut control = Control([0; RIGHTS_SPACE + CREDS_SPACE + 16]);
     let mut msg = n::msghdr {
@@ -169,7 +183,8 @@ pub fn recv_batch(sock_fd: Fd, out: &mut Received) -> Result<(), Errno> {
         msg_flags: 0,
     };
     // SAFETY: every pointer in msg refers to a live buffer of the stated length.
-    let len = unsafe { sock::recvmsg(sock_fd, &mut msg, n::MSG_DONTWAIT | n::MSG_CMSG_CLOEXEC) }?;
+    let flags = n::MSG_DONTWAIT | if cloexec { n::MSG_CMSG_CLOEXEC } else { 0 };
+    let len = unsafe { sock::recvmsg(sock_fd, &mut msg, flags) }?;
     out.len = len;
     out.from.len = msg.msg_namelen as u32;
     out.nfds = 0;

@@ -6,9 +6,12 @@ use linux_raw_sys::errno as e;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Errno(pub u16);
 
+/// The names as one string and their numbers in the same order: no table of pointers, so
+/// nothing here needs a relocation in the static-pie or the blob.
 macro_rules! names {
     ($($name:ident),* $(,)?) => {
-        const NAMES: &[(u32, &str)] = &[$((e::$name, stringify!($name))),*];
+        const NUMBERS: &[u8] = &[$(e::$name as u8),*];
+        const TEXT: &str = concat!($(stringify!($name), " "),*);
     };
 }
 
@@ -39,7 +42,8 @@ impl Errno {
 
     /// The symbolic name (`ENOENT`), or `None` for a number this table does not know.
     pub fn name(self) -> Option<&'static str> {
-        NAMES.iter().find(|(n, _)| *n == self.0 as u32).map(|(_, s)| *s)
+        let i = NUMBERS.iter().position(|&n| n as u16 == self.0)?;
+        TEXT.split(' ').nth(i)
     }
 }
 

@@ -4,10 +4,12 @@
 //! Nothing here allocates, keeps state, or retries: callers decide what EINTR means.
 
 pub mod arch;
+pub mod diag;
 pub mod errno;
 pub mod fd;
 pub mod mem;
 pub mod proc;
+pub mod procfs;
 pub mod socket;
 
 pub use errno::Errno;

@@ -1,0 +1,100 @@
+//! The seed's form (one socket per received fd) keeps only a window of receiving sockets bound
+//! at once per (receiver, opener), sliding it with credits: checked in /proc/net/unix while the
+//! tasks hold at the barrier, and by the kernel's view of the tables once they are done.
+
+#[macro_use]
+mod common;
+
+use common::*;
+use std::collections::BTreeSet;
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+/// fdslot's window (src/restore/mod.rs WINDOW).
+const WINDOW: usize = 256;
+const SYNC: i32 = 200;
+
+/// Task 1 opens `n` files that task 2 also holds (and task 3 every third one).
+fn shared_plan(d: &TmpDir, n: u32) -> Plan {
+    let f = d.file("f", b"0123456789");
+    let mut p = Plan::new();
+    p.task(1).task(2).task(3);
+    for i in 0..n {
+        let o = p.reg(i + 1, &f, "rdonly").at(1, 10 + i).at(2, 10 + i);
+        if i % 3 == 0 {
+            o.at(3, 5000 - i);
+        }
+    }
+    p
+}
+
+/// The abstract names bound right now (`@name` in /proc/net/unix).
+fn bound_names() -> BTreeSet<String> {
+    std::fs::read_to_string("/proc/net/unix")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(7).and_then(|p| p.strip_prefix('@')).map(str::to_string))
+        .collect()
+}
+
+/// `fdslot names`: the rx names of `receiver`, one per batch.
+fn rx_names(plan: &std::path::Path, session: &str, batch: &str, receiver: u16) -> Vec<String> {
+    let mut c = fdslot();
+    c.arg("names").arg(plan).args(["--session", session, "--batch", batch]);
+    let o = output(c);
+    assert_eq!(o.code(), Some(0), "{o}");
+    o.stdout
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            (w.first() == Some(&"rx") && w[1] == receiver.to_string()).then(|| w[5].to_string())
+        })
+        .collect()
+}
+
+/// 700 files from task 1 to task 2 in the seed's form: at the barrier exactly one window of
+/// task 2's receiving names is bound (not 700); after go every fd lands where planned.
+fn bounded_window((batch, n): (&str, u32)) {
+    let d = TmpDir::new("window");
+    let p = shared_plan(&d, n);
+    let plan = d.plan(&p.text());
+    let s = session("win");
+    let mut procs: Vec<(Spawned, OwnedFd)> = Vec::new();
+    for t in [1u16, 2, 3] {
+        let cmd = restore_cmd(&plan, t, &s, &["--sync-fd", "200", "--batch", batch, "--timeout", "20", "--", "/bin/sleep", "100"]);
+        procs.push(spawn_sync(cmd, SYNC));
+    }
+    for (i, (pr, sock)) in procs.iter_mut().enumerate() {
+        let m = recv_packet(sock, CAP);
+        assert_eq!(m, Ok(Some(b"bound".to_vec())), "task {}: {}", i + 1, pr.kill());
+    }
+    let names = rx_names(&plan, &s, batch, 2);
+    let bound = bound_names();
+    let now: Vec<&String> = names.iter().filter(|n| bound.contains(*n)).collect();
+    let want = names.len().min(WINDOW);
+    assert_eq!(now.len(), want, "task 2 has {} of its {} receiving names bound at the barrier", now.len(), names.len());
+    assert_eq!(&names[..want].iter().collect::<Vec<_>>(), &now, "the first window, in send order");
+    for (_, sock) in &procs {
+        send_packet(sock, b"go").unwrap();
+    }
+    let mut pids = std::collections::BTreeMap::new();
+    for (i, (pr, sock)) in procs.iter_mut().enumerate() {
+        let m = recv_packet(sock, CAP);
+        assert_eq!(m, Ok(Some(b"done".to_vec())), "task {}: {}", i + 1, pr.kill());
+        assert!(wait_sleeping(pr.pid(), Duration::from_secs(10)), "task {} execs", i + 1);
+        pids.insert(i as u16 + 1, pr.pid());
+    }
+    assert_tables(&p.expect(), &pids, &CheckOpts { after_exec: true, ..Default::default() });
+    assert!(rx_names(&plan, &s, batch, 2).iter().all(|n| !bound_names().contains(n)), "no receiving name stays bound");
+}
+forms!(bounded_window: seed = ("1", 700), batch2 = ("2", 700), batched = ("253", 700));
+
+/// `run --stop` with windows sliding in two receivers at once, and a receiver (task 3) whose
+/// slots lie in reverse order: every fd where planned, shared as planned.
+fn sliding_windows(batch: Option<u32>) {
+    let d = TmpDir::new("slide");
+    let p = shared_plan(&d, 1500);
+    run_and_check(&p, &d, &strs(&batch_args(batch)));
+}
+forms!(sliding_windows: seed = Some(1), batched = None);
