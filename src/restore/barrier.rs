@@ -367,7 +367,7 @@ impl<'a> Barrier<'a> {
             }
             let mut body = [0u8; 16];
             let mut from = UnixAddr::abstract_name(b"");
-            let (len, sender_uid) = match recv_plain(ctl, &mut body, &mut from) {
+            let (len, sender) = match recv_plain(ctl, &mut body, &mut from) {
                 Ok(got) => got,
                 Err(e) if e == Errno::AGAIN || e == Errno::INTR => continue,
                 Err(e) => return Err(Failure::sys(t, "recvmsg (barrier socket)", e)),
@@ -385,7 +385,7 @@ impl<'a> Barrier<'a> {
                 return Err(Failure::new(EXIT_PEER, t, "aborted: the restore failed in").peer(u));
             }
             // "bound" counts only from that task's own name, under our uid.
-            if from.name_bytes() != names.ctl(id).name_bytes() || sender_uid != Some(uid) {
+            if from.name_bytes() != names.ctl(id).name_bytes() || sender.map(|c| c.1) != Some(uid) {
                 continue;
             }
             if seen[u] == 0 && plan.tasks[u].files == 0 {
@@ -509,11 +509,11 @@ fn abort_naming(plan: &Plan<'_>, u: usize) -> [u8; 8] {
     msg
 }
 
-/// `recvmsg` of one datagram without blocking: its length, and the sender's uid if
+/// `recvmsg` of one datagram without blocking: its length, and the sender's (pid, uid) if
 /// credentials came. The sender's name goes to `from`. The control buffer holds credentials
 /// only: fds a stranger attaches are dropped by the kernel, never installed here (so there is
 /// nothing to close, and no close that could block).
-fn recv_plain(s: Fd, buf: &mut [u8], from: &mut UnixAddr) -> Result<(usize, Option<u32>), Errno> {
+pub(crate) fn recv_plain(s: Fd, buf: &mut [u8], from: &mut UnixAddr) -> Result<(usize, Option<(i32, u32)>), Errno> {
     const HDR: usize = core::mem::size_of::<n::cmsghdr>();
     #[repr(C, align(8))]
     struct Control([u8; HDR + 16]);
@@ -534,8 +534,8 @@ fn recv_plain(s: Fd, buf: &mut [u8], from: &mut UnixAddr) -> Result<(usize, Opti
     // SAFETY: the control buffer is 8-aligned; a header is read only where the kernel wrote one.
     let c: n::cmsghdr = unsafe { core::ptr::read(control.0.as_ptr() as *const n::cmsghdr) };
     let uid = if msg.msg_controllen >= HDR + 12 && c.cmsg_level == n::SOL_SOCKET as i32 && c.cmsg_type == n::SCM_CREDENTIALS as i32 && c.cmsg_len >= HDR + 12 {
-        let d = &control.0[HDR + 4..HDR + 8];
-        Some(u32::from_ne_bytes([d[0], d[1], d[2], d[3]]))
+        let d = &control.0[HDR..HDR + 8];
+        Some((i32::from_ne_bytes([d[0], d[1], d[2], d[3]]), u32::from_ne_bytes([d[4], d[5], d[6], d[7]])))
     } else {
         None
     };

@@ -451,16 +451,19 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
     /// Takes the credits queued at the home socket. Only a credit from the receiver's own
     /// socket (its name, its uid, and under `run` its pid) counts; anything else is dropped.
     fn take_credits(&mut self, barrier: &Barrier<'_>) {
-        let mut got = Received::new();
-        while transport::recv_batch(self.home, &mut got, true).is_ok() {
-            got.discard();
-            let h = got.payload.header;
-            if got.len != core::mem::size_of::<Header>() || h.magic != transport::CREDIT_MAGIC || h.opener != self.id || h.plan_hash != self.session.names.plan_hash || h.index == 0 {
+        // Room for credentials only: fds a stranger attaches are dropped by the kernel, never
+        // installed here (so there is nothing to close, and no close that could block).
+        let mut buf = [0u8; core::mem::size_of::<Header>() + 8];
+        let mut from = crate::sys::socket::UnixAddr::abstract_name(b"");
+        while let Ok((len, creds)) = barrier::recv_plain(self.home, &mut buf, &mut from) {
+            // SAFETY: Header is plain integers; buf holds at least its size.
+            let h: Header = unsafe { core::ptr::read_unaligned(buf.as_ptr() as *const Header) };
+            if len != core::mem::size_of::<Header>() || h.magic != transport::CREDIT_MAGIC || h.opener != self.id || h.plan_hash != self.session.names.plan_hash || h.index == 0 {
                 continue;
             }
             let Some(r) = self.plan.task_by_id(h.receiver) else { continue };
-            let from_ok = got.from.name_bytes() == self.session.names.rx(h.receiver, self.id, h.index - 1).name_bytes();
-            let creds_ok = match (got.creds, barrier.pid_of(r)) {
+            let from_ok = from.name_bytes() == self.session.names.rx(h.receiver, self.id, h.index - 1).name_bytes();
+            let creds_ok = match (creds, barrier.pid_of(r)) {
                 (Some((_, uid)), _) if uid != self.uid => false,
                 (Some((pid, _)), Some(want)) => pid == want,
                 (Some(_), None) => true,
