@@ -30,6 +30,17 @@ fn rogue_file(d: &TmpDir) -> PathBuf {
     f
 }
 
+/// The names a rogue is told, in a file beside its own (too many for the environment).
+fn names_file(file: &Path, names: &[String]) -> String {
+    if names.is_empty() {
+        return String::new();
+    }
+    let f = file.with_file_name("rogue-names");
+    std::fs::write(&f, names.join("\n")).unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    f.display().to_string()
+}
+
 struct Rogue {
     proc: Spawned,
 }
@@ -39,7 +50,7 @@ impl Rogue {
     fn start(uid: u32, secs: u64, file: &Path, names: &[String]) -> Rogue {
         let mut c = Command::new(std::env::current_exe().unwrap());
         c.args(["--exact", "rogue_process", "--nocapture", "--test-threads", "1"])
-            .env("FDSLOT_ROGUE", format!("{secs} {} {}", file.display(), names.join(" ")));
+            .env("FDSLOT_ROGUE", format!("{secs} {} {}", file.display(), names_file(file, names)));
         if uid != 0 {
             c.uid(uid).gid(uid);
         }
@@ -144,9 +155,26 @@ fn watcher_gets_nothing_from_run_as_nobody() {
 /// coordinator's takes `bound` only from a task's own name and uid, and drops any fd. So the
 /// restore succeeds with exactly the plan, and no task holds the rogue's file.
 fn flood_restore(uid: u32, batch: &[&str]) {
+    flood_restore_plan(uid, batch, busy_plan)
+}
+
+/// One opener, one receiver, 600 files one per socket: the receiver's window of bound sockets
+/// slides, with credits sent to the opener's home socket, which therefore reads datagrams.
+fn window_plan(d: &TmpDir) -> Plan {
+    let mut p = Plan::new();
+    p.task(1).task(2);
+    let f = d.file("w", b"w");
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    for i in 0..600u32 {
+        p.reg(10 + i, &f, "rdonly").at(1, 3 + i).at(2, 3 + i);
+    }
+    p
+}
+
+fn flood_restore_plan(uid: u32, batch: &[&str], make: fn(&TmpDir) -> Plan) {
     let d = TmpDir::new(if uid == 0 { "floodrs" } else { "floodrs-nb" });
     let rf = rogue_file(&d);
-    let p = busy_plan(&d);
+    let p = make(&d);
     let plan = plan_file(&d, &p);
     // A session per round, every name of all of them told to the rogue up front: the flood meets
     // every stage of the restore many times. (Not one session for every round: a watching rogue
@@ -195,6 +223,12 @@ fn flood_restore_same_uid() {
 #[test]
 fn flood_restore_same_uid_batch1() {
     flood_restore(0, &["--batch", "1"]);
+}
+/// The flood on a sliding window: junk and fds at the home socket that reads credits are
+/// dropped, forged credits are not taken, and the restore is exact.
+#[test]
+fn flood_restore_sliding_window() {
+    flood_restore_plan(0, &["--batch", "1"], window_plan);
 }
 #[test]
 fn flood_restore_as_nobody() {
@@ -288,14 +322,17 @@ fn send_junk(s: &OwnedFd, name: &str, bytes: &[u8]) -> bool {
 }
 
 /// Not a test on its own: the rogue, run in a separate process when `FDSLOT_ROGUE` holds
-/// "SECONDS FILE [NAME...]".
+/// "SECONDS FILE [NAMES-FILE]".
 #[test]
 fn rogue_process() {
     let Ok(spec) = std::env::var("FDSLOT_ROGUE") else { return };
     let mut words = spec.split(' ').filter(|w| !w.is_empty());
     let secs: u64 = words.next().unwrap().parse().unwrap();
     let file = std::fs::File::open(words.next().unwrap()).expect("the rogue opens its file");
-    let given: BTreeSet<String> = words.map(str::to_string).collect();
+    let given: BTreeSet<String> = match words.next() {
+        Some(list) => std::fs::read_to_string(list).expect("the rogue reads its names").lines().map(str::to_string).collect(),
+        None => BTreeSet::new(),
+    };
     let out = socket(libc::SOCK_DGRAM);
     let (mut seen, mut tried) = (BTreeSet::new(), BTreeSet::new());
     let mut won: Vec<OwnedFd> = Vec::new();
