@@ -158,8 +158,7 @@ fn flood_restore(uid: u32, batch: &[&str]) {
     flood_restore_plan(uid, batch, busy_plan)
 }
 
-/// One opener, one receiver, 600 files one per socket: the receiver's window of bound sockets
-/// slides, with credits sent to the opener's home socket, which therefore reads datagrams.
+/// One opener, one receiver, 600 files one per socket (past the 256 of a window under `run`).
 fn window_plan(d: &TmpDir) -> Plan {
     let mut p = Plan::new();
     p.task(1).task(2);
@@ -224,8 +223,9 @@ fn flood_restore_same_uid() {
 fn flood_restore_same_uid_batch1() {
     flood_restore(0, &["--batch", "1"]);
 }
-/// The flood on a sliding window: junk and fds at the home socket that reads credits are
-/// dropped, forged credits are not taken, and the restore is exact.
+/// The flood on 600 sockets from one opener (under `restore` all are bound before the barrier:
+/// no window, so a forged credit has nothing to unlock): junk and fds are dropped, the restore
+/// is exact.
 #[test]
 fn flood_restore_sliding_window() {
     flood_restore_plan(0, &["--batch", "1"], window_plan);

@@ -38,10 +38,10 @@ pub struct Session<'a> {
 /// The most `--keep` fds.
 pub const MAX_KEEP: usize = 64;
 
-/// Receiving sockets bound at once per (receiver, opener): more are bound as files arrive, and
-/// the opener is told with a credit. Few names are bound at any moment, so the kernel's 256
-/// abstract-name buckets stay short however many fds the plan has (the seed's form binds one
-/// socket per fd).
+/// Receiving sockets bound at once per (receiver, opener) under `run`: more are bound as files
+/// arrive, and the opener is told with a credit. Few names are bound at any moment, so the
+/// kernel's 256 abstract-name buckets stay short however many fds the plan has (the seed's
+/// form binds one socket per fd).
 pub const WINDOW: u32 = 256;
 /// Sockets bound (and credited) at a time while the window slides.
 const REFILL: u32 = 64;
@@ -78,6 +78,9 @@ struct Task<'a, 'p, 'r> {
     credited: bool,
     /// How many placeholders `Slots::fill_holes` may put down.
     filler_budget: usize,
+    /// WINDOW where a credit's sender can be checked by pid (under `run`); elsewhere every
+    /// receiving socket is bound before the barrier, so no credit is ever needed or believed.
+    window: u32,
 }
 
 /// Fds an open (a FIFO's helper, a data= file, a pipe's two ends) or a received batch (one fd
@@ -127,7 +130,10 @@ pub fn restore_task(
     // Placeholders may take what the restore will never need, less room for the few fds an
     // open or a received batch holds for a moment.
     let filler_budget = (limit as usize).saturating_sub(need + extra_need + TRANSIENT_FDS);
-    let mut task = Task { plan, roles, t, id: plan.tasks[t].id, session, home: -1, uid: proc::getuid(), runs, remaining: 0, credit, credited: false, filler_budget };
+    // A credit proves its sender only by pid: a process of the tasks' uid that knows the
+    // session could bind names past the window and credit them to itself.
+    let window = if matches!(barrier.mode, barrier::Mode::Shared(_)) { WINDOW } else { u32::MAX };
+    let mut task = Task { plan, roles, t, id: plan.tasks[t].id, session, home: -1, uid: proc::getuid(), runs, remaining: 0, credit, credited: false, filler_budget, window };
     let result = task.prepare_and_run(&mut slots, barrier, preserved.as_mut());
     if task.home >= 0 {
         let _ = fd::close(task.home);
@@ -316,7 +322,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             self.home = move_to(s, to).map_err(|e| Failure::sys(t, "dup3 (home socket)", e))?;
             let name = self.session.names.home(self.id);
             sock::bind(self.home, &name).map_err(|e| bind_failure(t, e, "bind (home socket)"))?;
-            self.credited = self.roles.sends(t).iter().any(|&k| self.roles.batches[k as usize].index >= WINDOW);
+            self.credited = self.roles.sends(t).iter().any(|&k| self.roles.batches[k as usize].index >= self.window);
             if self.credited {
                 sock::set_socket_int(self.home, n::SO_PASSCRED, 1).map_err(|e| Failure::sys(t, "setsockopt SO_PASSCRED", e))?;
             }
@@ -371,7 +377,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         self.remaining = te - tb;
         for k in 0..nruns {
             let r = self.runs[k];
-            let upto = r.end.min(r.first + WINDOW);
+            let upto = r.end.min(r.first.saturating_add(self.window));
             for bi in r.first..upto {
                 self.bind_socket(bi as usize, abort_fd)?;
             }
@@ -417,7 +423,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
     /// tells the opener (from the last socket bound, so that its name vouches for the credit).
     fn refill(&mut self, k: usize, abort_fd: Fd) -> Result<(), Failure> {
         let r = self.runs[k];
-        let want = (r.next + WINDOW).min(r.end);
+        let want = r.next.saturating_add(self.window).min(r.end);
         if want <= r.bound || (want - r.bound < REFILL && want < r.end) {
             return Ok(());
         }
@@ -582,7 +588,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
                 fds[i] = self.held(file_of(x.object, x.end));
                 slots[i] = x.fd;
             }
-            while b.index >= WINDOW && b.index >= self.credit[b.receiver as usize] {
+            while b.index >= self.window && b.index >= self.credit[b.receiver as usize] {
                 self.pump(None, barrier)?;
             }
             let header = Header::for_batch(&b, receiver_id, self.id, self.session.names.plan_hash);
