@@ -477,3 +477,52 @@ fn restore_task_killed_after_bind() {
 fn restore_task_killed_after_receiving_some_files() {
     restore_with_a_task_killed(Stage::AfterReceiving);
 }
+
+// --- the system out of files (ENFILE) ------------------------------------------------------
+
+/// Runs `fdslot restore - 1` (the plan on stdin, so that fdslot itself opens nothing before the
+/// restore) with a seccomp filter that fails every `nr` syscall with ENFILE, as the kernel does
+/// once fs.file-max is reached (a system-wide limit no test may lower on a shared machine).
+fn restore_with_enfile(plan: &str, nr: libc::c_long) -> Output {
+    let d = TmpDir::new("enfile");
+    let path = d.plan(plan);
+    let mut c = fdslot();
+    c.args(["restore", "-", "1", "--session", &session("enfile"), "--timeout", "5"]);
+    c.stdin(std::fs::File::open(&path).unwrap());
+    let filter = [
+        // Load the syscall number; if it is `nr`, fail with ENFILE, else allow.
+        libc::sock_filter { code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16, jt: 0, jf: 0, k: 0 },
+        libc::sock_filter { code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16, jt: 0, jf: 1, k: nr as u32 },
+        libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k: libc::SECCOMP_RET_ERRNO | libc::ENFILE as u32 },
+        libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k: libc::SECCOMP_RET_ALLOW },
+    ];
+    // SAFETY: prctl is async-signal-safe; the filter outlives the call (it is copied in).
+    unsafe {
+        c.pre_exec(move || {
+            let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr() as *mut _ };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &prog as *const libc::sock_fprog) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    output(c)
+}
+
+/// No file left in the system for an open: the error names the task, fd, object and ENFILE.
+#[test]
+fn system_out_of_files_at_open() {
+    let o = restore_with_enfile(&format!("{H}task 1\nreg 1 /etc/hostname flags=rdonly\n  at 1:3\n"), libc::SYS_openat);
+    assert_eq!(o.code(), Some(1), "{o}");
+    assert_eq!(o.stderr.trim(), "fdslot: task 1 fd 3 (reg 1 /etc/hostname): open: ENFILE", "{o}");
+}
+
+/// No file left for a socket: the restore fails at once with one line naming the call.
+#[test]
+fn system_out_of_files_at_socket() {
+    let o = restore_with_enfile(&format!("{H}task 1\nreg 1 /etc/hostname flags=rdonly\n  at 1:3\n"), libc::SYS_socket);
+    assert_eq!(o.code(), Some(1), "{o}");
+    assert!(o.stderr.lines().count() == 1 && o.stderr.contains("task 1") && o.stderr.contains("socket: ENFILE"), "{o}");
+}
