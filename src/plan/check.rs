@@ -15,6 +15,7 @@ pub(super) fn check(
     task_first: &mut [u32],
     task_index: &[u16],
     scratch: &mut [u64],
+    target_scratch: &mut [Target],
 ) -> Result<(), PlanError> {
     check_tables(tasks)?;
     // Task ids in targets become the index of the task that owns that fd table.
@@ -64,7 +65,8 @@ pub(super) fn check(
     }
     resolve_reopens(objects, scratch)?;
     // Each (table, fd) at most once.
-    crate::sort::sort_by_key(targets, |t| ((t.task as u64) << 32) | t.fd as u64);
+    // fds are below NR_OPEN (2^20), task indices below 2^16.
+    crate::sort::radix_sort_by_key(targets, target_scratch, 40, |t| ((t.task as u64) << 24) | t.fd as u64);
     for w in targets.windows(2) {
         if w[0].task == w[1].task && w[0].fd == w[1].fd {
             let (a, b) = if w[0].line < w[1].line { (w[0].line, w[1].line) } else { (w[1].line, w[0].line) };

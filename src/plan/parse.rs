@@ -74,7 +74,8 @@ pub fn load(text: &[u8]) -> Result<Plan<'_>, PlanError> {
         + bytes_for::<Target>(counts.targets)
         + bytes_for::<u32>(counts.tasks + 1)
         + bytes_for::<u16>(65536)
-        + bytes_for::<u64>(counts.objects);
+        + bytes_for::<u64>(counts.objects)
+        + bytes_for::<Target>(counts.targets);
     let mut arena = Arena::map(size).map_err(|_| err(1, "cannot map memory for the plan"))?;
     let tasks = arena.take::<Task>(counts.tasks);
     let objects = arena.take::<Object>(counts.objects);
@@ -83,7 +84,8 @@ pub fn load(text: &[u8]) -> Result<Plan<'_>, PlanError> {
     let task_index = arena.take::<u16>(65536);
     let scratch = arena.take::<u64>(counts.objects);
     fill(text, tasks, objects, targets, task_index)?;
-    super::check::check(tasks, objects, targets, task_first, task_index, scratch)?;
+    let target_scratch = arena.take::<Target>(counts.targets);
+    super::check::check(tasks, objects, targets, task_first, task_index, scratch, target_scratch)?;
     Ok(Plan { text, tasks, objects, targets, task_first, task_index })
 }
 

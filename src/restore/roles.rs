@@ -86,7 +86,7 @@ impl<'a> Roles<'a> {
         let size = bytes_for::<Link>(nx) * 2
             + bytes_for::<Link>(nf) * 2
             + bytes_for::<u16>(nf)
-            + bytes_for::<u32>(nx)
+            + bytes_for::<u32>(nx) * 2
             + bytes_for::<Batch>(nx)
             + bytes_for::<u32>(nt + 1) * 4
             + bytes_for::<u32>(nt)
@@ -101,6 +101,7 @@ impl<'a> Roles<'a> {
         let last_target = arena.take::<Link>(nf);
         let last_task = arena.take::<u16>(nf);
         let recv_all = arena.take::<u32>(nx);
+        let recv_scratch = arena.take::<u32>(nx);
         let sent = arena.take::<u8>(nf);
 
         // Reps and dups, in one pass over targets sorted by (task, fd).
@@ -129,11 +130,13 @@ impl<'a> Roles<'a> {
             }
         }
         let recv = &mut recv_all[..nrecv];
+        // Targets come sorted by (task, fd): a stable sort by (task, opener) leaves each
+        // (receiver, opener) run in fd order.
         let key = |i: &u32| {
             let t = &plan.targets[*i as usize];
-            ((t.task as u64) << 40) | ((plan.objects[t.object as usize].opener as u64) << 24) | t.fd as u64
+            ((t.task as u64) << 16) | plan.objects[t.object as usize].opener as u64
         };
-        crate::sort::sort_by_key(recv, key);
+        crate::sort::radix_sort_by_key(recv, recv_scratch, 32, key);
 
         // Batches: consecutive runs of one (receiver, opener), cut every batch_size.
         let batches_all = arena.take::<Batch>(nrecv);
