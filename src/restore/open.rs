@@ -116,7 +116,10 @@ pub fn open_object(plan: &Plan<'_>, o: &Object, base: Fd, reg_cloexec: bool) -> 
                 e => ("open", e),
             })?;
             if nonblock != 0 && o.flags & g::O_NONBLOCK == 0 {
-                or_close(f, clear_nonblock(f))?;
+                // The status flags are the planned ones (F_SETFL takes only append, direct,
+                // noatime and nonblock from them): one call, no F_GETFL.
+                let planned = (o.flags & !g::O_NONBLOCK) as usize;
+                or_close(f, fd::fcntl(f, g::F_SETFL, planned).map(|_| ()).map_err(|e| ("fcntl F_SETFL", e)))?;
             }
             if o.pos != 0 {
                 or_close(f, fd::seek_to(f, o.pos).map(|_| ()).map_err(|e| ("lseek", e)))?;
