@@ -224,6 +224,12 @@ fn shared_reports(n: usize) -> *mut Report {
     p as *mut Report
 }
 
+fn kill_and_reap(pid: i32) {
+    kill(pid, libc::SIGKILL);
+    // SAFETY: reaping our own child.
+    unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+}
+
 fn wait_stopped(pid: i32) -> bool {
     let mut status = 0;
     // SAFETY: waiting for our own child.
@@ -283,9 +289,7 @@ fn restores_at_random_addresses() {
         assert_tables(&p.expect(), &pids, &CheckOpts { stopped: true, ..Default::default() });
         check_stack(reports, 2);
         for &pid in pids.values() {
-            kill(pid, libc::SIGKILL);
-            // SAFETY: reaping our own child.
-            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+            kill_and_reap(pid);
         }
     }
 }
@@ -303,9 +307,7 @@ fn bad_plan_returns_error_and_host_survives() {
     // Nothing was touched: the host still has its stdio.
     let fds = list_fds(pid).unwrap();
     assert!(fds.contains(&0) && fds.contains(&1) && fds.contains(&2), "{fds:?}");
-    kill(pid, libc::SIGKILL);
-    // SAFETY: reaping our own child.
-    unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    kill_and_reap(pid);
 }
 
 /// The deepest paths (a full batch of 253 received, a parallel move, opens of every kind the
@@ -340,9 +342,7 @@ fn stack_need_covers_a_full_batch() {
     assert_tables(&p.expect(), &pids, &CheckOpts { stopped: true, ..Default::default() });
     check_stack(reports, 2);
     for &pid in pids.values() {
-        kill(pid, libc::SIGKILL);
-        // SAFETY: reaping our own child.
-        unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        kill_and_reap(pid);
     }
 }
 
@@ -366,9 +366,7 @@ fn keeps_the_hosts_fds() {
     assert_eq!(fds.iter().copied().collect::<Vec<_>>(), vec![2, 5], "the plan plus the kept fd");
     let me = std::process::id() as i32;
     assert_eq!(kcmp_file(me, 2, pid, 2), Ok(0), "fd 2 is still the host's own description");
-    kill(pid, libc::SIGKILL);
-    // SAFETY: reaping our own child.
-    unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    kill_and_reap(pid);
 }
 
 
@@ -403,9 +401,7 @@ fn preserve_puts_the_hosts_fds_back_on_failure() {
     for (f, c) in &copies {
         assert_eq!(kcmp_file(me, c.as_raw_fd() as u32, pid, *f), Ok(0), "fd {f} holds its own description again");
     }
-    kill(pid, libc::SIGKILL);
-    // SAFETY: reaping our own child.
-    unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+    kill_and_reap(pid);
 }
 
 /// Interrupted syscalls are retried, not failures: three hosts catch a SIGALRM every 30 us
@@ -449,9 +445,7 @@ fn signals_during_the_restore_are_retried() {
         eprintln!("round {round}: {caught} signals caught during the restores");
         assert_tables(&p.expect(), &pids, &CheckOpts { stopped: true, ..Default::default() });
         for &pid in pids.values() {
-            kill(pid, libc::SIGKILL);
-            // SAFETY: reaping our own child.
-            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+            kill_and_reap(pid);
         }
     }
 }

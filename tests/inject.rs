@@ -167,15 +167,22 @@ fn status_field(pid: i32, key: &str) -> String {
     s.lines().find_map(|l| l.strip_prefix(key)).map(|v| v.trim().to_string()).unwrap_or_default()
 }
 
+/// Each open fd of `pid` with its target, pos and flags (pos u64::MAX if it went meanwhile).
+fn fd_rows(pid: i32) -> Vec<(u32, String, u64, u32)> {
+    list_fds(pid)
+        .unwrap()
+        .into_iter()
+        .map(|f| {
+            let (pos, flags) = fdinfo(pid, f).unwrap_or((u64::MAX, 0));
+            (f, fd_target(pid, f), pos, flags)
+        })
+        .collect()
+}
+
 impl Snapshot {
     fn take(pid: i32) -> Snapshot {
-        let mut fds = Vec::new();
-        let mut copies = Vec::new();
-        for f in list_fds(pid).unwrap() {
-            let (pos, flags) = fdinfo(pid, f).unwrap();
-            fds.push((f, fd_target(pid, f), pos, flags));
-            copies.push((f, steal_fd(pid, f).unwrap()));
-        }
+        let fds = fd_rows(pid);
+        let copies = fds.iter().map(|x| (x.0, steal_fd(pid, x.0).unwrap())).collect();
         Snapshot { pid, fds, copies, sig_blk: status_field(pid, "SigBlk:"), maps: std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap() }
     }
 
@@ -183,14 +190,7 @@ impl Snapshot {
     fn differences(&self) -> Vec<String> {
         use std::os::fd::AsRawFd;
         let mut out = Vec::new();
-        let fds: Vec<(u32, String, u64, u32)> = list_fds(self.pid)
-            .unwrap()
-            .into_iter()
-            .map(|f| {
-                let (pos, flags) = fdinfo(self.pid, f).unwrap_or((u64::MAX, 0));
-                (f, fd_target(self.pid, f), pos, flags)
-            })
-            .collect();
+        let fds = fd_rows(self.pid);
         if fds != self.fds {
             out.push(format!("fds were {:?}, now {:?}", self.fds, fds));
         }

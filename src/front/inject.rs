@@ -861,10 +861,9 @@ fn report(targets: &[Target], lay: &Layout, verdict: Verdict) -> i32 {
                 eprint(l.as_bytes());
             }
             if code == 0 {
-                code = match -t.result {
-                    _ if t.exited || !t.returned => EXIT_RESTORE as i32,
-                    2 => EXIT_USAGE as i32,
-                    3 => EXIT_PEER as i32,
+                code = match (t.returned, -t.result) {
+                    (true, 2) => EXIT_USAGE as i32,
+                    (true, 3) => EXIT_PEER as i32,
                     _ => EXIT_RESTORE as i32,
                 };
             }

@@ -34,9 +34,6 @@ struct Run<'a> {
     envp: *const *const u8,
 }
 
-fn sigbit(sig: u32) -> u64 {
-    1u64 << (sig - 1)
-}
 
 /// `fdslot run`.
 ///
@@ -115,7 +112,7 @@ pub unsafe fn cmd_run(a: &mut Args, envp: *const *const u8) -> i32 {
         Ok(s) => s,
         Err(e) => return fail("mmap", e),
     };
-    let mask = sigbit(g::SIGCHLD) | sigbit(g::SIGTERM) | sigbit(g::SIGINT) | sigbit(g::SIGHUP);
+    let mask = proc::sigbit(g::SIGCHLD) | proc::sigbit(g::SIGTERM) | proc::sigbit(g::SIGINT) | proc::sigbit(g::SIGHUP);
     let old_mask = match proc::sigprocmask(g::SIG_BLOCK, mask) {
         Ok(m) => m,
         Err(e) => return fail("sigprocmask", e),
