@@ -66,7 +66,8 @@ fn fork_child(setup: impl FnOnce()) -> Group {
     fork_reporting(1, setup)
 }
 
-/// [`fork_child`], waiting for `reports` bytes on fd 900 (the child's, and its own children's).
+/// [`fork_child`], waiting for `reports` bytes on fd 900 (the child's, and its own children's)
+/// and then for every copy of fd 900 to be closed.
 fn fork_reporting(reports: usize, setup: impl FnOnce()) -> Group {
     let mut p = [0i32; 2];
     // SAFETY: plain syscalls; the child only makes raw syscalls (setup promises the same).
@@ -92,6 +93,11 @@ fn fork_reporting(reports: usize, setup: impl FnOnce()) -> Group {
             let mut b = 0u8;
             assert_eq!(libc::read(p[0], (&mut b as *mut u8).cast(), 1), 1, "child died during setup");
         }
+        // A process writes its byte and then closes fd 900: wait for the end of file, the last
+        // close, so that no caller sees fd 900 still open in a table it then inspects.
+        assert_eq!(libc::poll(&mut pfd, 1, 20_000), 1, "a child kept fd 900 open");
+        let mut b = 0u8;
+        assert_eq!(libc::read(p[0], (&mut b as *mut u8).cast(), 1), 0, "one report too many");
         libc::close(p[0]);
     }
     g
