@@ -81,6 +81,8 @@ struct Task<'a, 'p, 'r> {
     /// WINDOW where a credit's sender can be checked by pid (under `run`); elsewhere every
     /// receiving socket is bound before the barrier, so no credit is ever needed or believed.
     window: u32,
+    /// How many of this task's objects (`Roles::opens`, in object order) are open so far.
+    opened: usize,
 }
 
 /// Fds an open (a FIFO's helper, a data= file, a pipe's two ends) or a received batch (one fd
@@ -133,7 +135,7 @@ pub fn restore_task(
     // A credit proves its sender only by pid: a process of the tasks' uid that knows the
     // session could bind names past the window and credit them to itself.
     let window = if matches!(barrier.mode, barrier::Mode::Shared(_)) { WINDOW } else { u32::MAX };
-    let mut task = Task { plan, roles, t, id: plan.tasks[t].id, session, home: -1, uid: proc::getuid(), runs, remaining: 0, credit, credited: false, filler_budget, window };
+    let mut task = Task { plan, roles, t, id: plan.tasks[t].id, session, home: -1, uid: proc::getuid(), runs, remaining: 0, credit, credited: false, filler_budget, window, opened: 0 };
     let result = task.prepare_and_run(&mut slots, barrier, preserved.as_mut());
     if task.home >= 0 {
         let _ = fd::close(task.home);
@@ -332,8 +334,9 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         slots.fill_holes(base, self.filler_budget);
         self.park_sockets(barrier.abort_fd())?;
         barrier.bound(self.plan, &self.session.names, t, deadline)?;
-        self.open_own(slots)?;
-        self.send_all(barrier)?;
+        // Objects are opened as the sends first need them, so receivers start at once.
+        self.send_all(slots, barrier)?;
+        self.open_through(u32::MAX, slots)?;
         self.receive_rest(barrier)?;
         let (ob, oe) = (self.roles.task_opened[t] as usize, self.roles.task_opened[t + 1] as usize);
         for k in ob..oe {
@@ -481,13 +484,15 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         }
     }
 
-    /// Opens every object this task is the opener of and places it in its own slots; files it
-    /// only sends are held in the service range.
-    fn open_own(&mut self, slots: &mut Slots<'_>) -> Result<(), Failure> {
+    /// Opens, in object order, this task's objects up to and including object `upto`, and
+    /// places each in its own slots; files it only sends are held in the service range.
+    /// Object order keeps a reopen after the object it reopens.
+    fn open_through(&mut self, upto: u32, slots: &mut Slots<'_>) -> Result<(), Failure> {
         let t = self.t;
         let (ob, oe) = (self.roles.task_opened[t] as usize, self.roles.task_opened[t + 1] as usize);
-        for k in ob..oe {
-            let oi = self.roles.opened[k];
+        while ob + self.opened < oe && self.roles.opened[ob + self.opened] <= upto {
+            let oi = self.roles.opened[ob + self.opened];
+            self.opened += 1;
             let obj = self.plan.objects[oi as usize];
             let base = if obj.kind == KIND_REOPEN { self.held(file_of(obj.value as u32, obj.extra as u8)) } else { -1 };
             // A regular file is opened with the FD_CLOEXEC its slot wants: no fcntl after.
@@ -574,19 +579,20 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
 
     /// Sends every batch this task opens for others. A send never blocks: when the socket's
     /// buffer is full (receivers have not read yet), the task drains its own sockets meanwhile.
-    fn send_all(&mut self, barrier: &Barrier<'_>) -> Result<(), Failure> {
+    fn send_all(&mut self, slots: &mut Slots<'_>, barrier: &Barrier<'_>) -> Result<(), Failure> {
         let t = self.t;
         let (sb, se) = (self.roles.task_sends[t] as usize, self.roles.task_sends[t + 1] as usize);
         let mut fds = [0 as Fd; MAX_BATCH as usize];
-        let mut slots = [0u32; MAX_BATCH as usize];
+        let mut dests = [0u32; MAX_BATCH as usize];
         for k in sb..se {
             let b = self.roles.batches[self.roles.send_order[k] as usize];
             let receiver_id = self.plan.tasks[b.receiver as usize].id;
             let n = b.count as usize;
             for i in 0..n {
-                let x = self.target(self.roles.message_entry(&b, i));
+                let x = *self.target(self.roles.message_entry(&b, i));
+                self.open_through(x.object, slots)?;
                 fds[i] = self.held(file_of(x.object, x.end));
-                slots[i] = x.fd;
+                dests[i] = x.fd;
             }
             while b.index >= self.window && b.index >= self.credit[b.receiver as usize] {
                 self.pump(None, barrier)?;
@@ -594,7 +600,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             let header = Header::for_batch(&b, receiver_id, self.id, self.session.names.plan_hash);
             let to = self.session.names.rx(receiver_id, self.id, b.index);
             loop {
-                match transport::send_batch(self.home, &to, &header, &slots[..n], &fds[..n]) {
+                match transport::send_batch(self.home, &to, &header, &dests[..n], &fds[..n]) {
                     Ok(()) => break,
                     Err(e) if e == Errno::INTR => {}
                     Err(e) if e == Errno::AGAIN => self.pump(Some(self.home), barrier)?,
@@ -769,13 +775,20 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         }
         // Moves in entry order: the socket's slot first (its fd came last), as parallel_move
         // wants a first destination that may be replaced.
-        let mut moves = [Move::default(); MAX_BATCH as usize];
-        for (i, &e) in entries.iter().enumerate() {
-            let x = self.target(e);
-            let from = got.fds[(i + n - 1) % n];
-            moves[i] = Move::new(from, x.fd as Fd, x.cloexec != 0, cloexec);
-        }
-        if let Err((i, e)) = parallel_move(&mut moves[..n]) {
+        let placed = if n == 1 {
+            // The seed's form: one fd, no table of moves to set up.
+            let x = self.target(entries[0]);
+            parallel_move(&mut [Move::new(got.fds[0], x.fd as Fd, x.cloexec != 0, cloexec)])
+        } else {
+            let mut moves = [Move::default(); MAX_BATCH as usize];
+            for (i, &e) in entries.iter().enumerate() {
+                let x = self.target(e);
+                let from = got.fds[(i + n - 1) % n];
+                moves[i] = Move::new(from, x.fd as Fd, x.cloexec != 0, cloexec);
+            }
+            parallel_move(&mut moves[..n])
+        };
+        if let Err((i, e)) = placed {
             let x = self.target(entries[i]);
             return Err(Failure::sys(t, "dup3", e).at_fd(x.fd).on(x.object, x.end));
         }

@@ -162,6 +162,10 @@ pub const MAX_MOVES: usize = 253;
 /// batch's own socket): placing it first frees a number for any cycle later.
 /// On failure returns the index of the move that failed.
 pub fn parallel_move(moves: &mut [Move]) -> Result<(), (usize, Errno)> {
+    // One move (every fd of the seed's form) has no chain or cycle: skip the tables below.
+    if let [m] = moves {
+        return place(m).map_err(|e| (0, e));
+    }
     let k = moves.len();
     debug_assert!(k <= MAX_MOVES);
     let mut by_src = [(0i32, 0u16); MAX_MOVES];
@@ -211,20 +215,25 @@ pub fn parallel_move(moves: &mut [Move]) -> Result<(), (usize, Errno)> {
         while depth > 0 {
             depth -= 1;
             let i = path[depth] as usize;
-            let m = &mut moves[i];
-            if m.src == m.dst {
-                if m.cloexec != m.src_cloexec {
-                    fd::set_cloexec(m.dst, m.cloexec).map_err(|e| (i, e))?;
-                }
-            } else {
-                fd::dup3(m.src, m.dst, if m.cloexec { g::O_CLOEXEC } else { 0 }).map_err(|e| (i, e))?;
-                fd::close(m.src).map_err(|e| (i, e))?;
-                m.src = m.dst;
-            }
-            m.done = true;
-            m.on_path = false;
+            place(&mut moves[i]).map_err(|e| (i, e))?;
         }
     }
+    Ok(())
+}
+
+/// Carries out one move whose destination is free (or its own source, or replaceable).
+fn place(m: &mut Move) -> Result<(), Errno> {
+    if m.src == m.dst {
+        if m.cloexec != m.src_cloexec {
+            fd::set_cloexec(m.dst, m.cloexec)?;
+        }
+    } else {
+        fd::dup3(m.src, m.dst, if m.cloexec { g::O_CLOEXEC } else { 0 })?;
+        fd::close(m.src)?;
+        m.src = m.dst;
+    }
+    m.done = true;
+    m.on_path = false;
     Ok(())
 }
 
