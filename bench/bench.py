@@ -99,6 +99,37 @@ def private_plan(path, files, children):
     return "\n".join(lines) + "\n"
 
 
+def private_tasks_plan(path, tasks, fds_per_task):
+    """The floor of a many-tasks plan: the same tasks and fds per task, each fd a private open."""
+    lines = ["fdslot 1", "task 1"] + [f"task {t} parent=1" for t in range(2, tasks + 1)]
+    oid = 0
+    for t in range(1, tasks + 1):
+        for i in range(fds_per_task):
+            oid += 1
+            lines.append(f"reg {oid} {path} flags=rdonly")
+            lines.append(f"  at {t}:{i + 3}")
+    return "\n".join(lines) + "\n"
+
+
+def beyond_plan_kib(pid, plan_file):
+    """A task's resident memory outside the plan's own pages: all of VmRSS but the plan file's
+    mapping and fdslot's anonymous arenas (every one of which is sized from the plan; fdslot
+    has no heap). What stays is the image, the stack and the kernel's vdso."""
+    total = plan = 0
+    current = ""
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            w = line.split()
+            if "-" in w[0] and len(w) >= 5:
+                current = w[5] if len(w) > 5 else ""
+            elif w[0] == "Rss:":
+                kib = int(w[1])
+                total += kib
+                if current in ("", plan_file) or current == "/dev/zero":
+                    plan += kib
+    return total - plan
+
+
 def random_plan(path, tasks, fds_per_task, seed):
     """Many tasks: each object is held by 1 to 4 random tasks at random fds."""
     rng = random.Random(seed)
@@ -128,18 +159,19 @@ def run_once(plan_file, batch):
         err = p.stderr.read().decode()
         p.wait()
         raise RuntimeError(f"fdslot run failed: {err}")
-    rss = 0
+    rss = beyond = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/status") as f:
                 for l in f:
                     if l.startswith("VmHWM:"):
                         rss = max(rss, int(l.split()[1]))
+            beyond = max(beyond, beyond_plan_kib(pid, plan_file))
         except OSError:
             pass
     kill_all(pids)
     p.wait()
-    return elapsed * 1000.0, rss
+    return elapsed * 1000.0, rss, beyond
 
 
 def measure(plan_text, batch, reps, tmp):
@@ -147,7 +179,7 @@ def measure(plan_text, batch, reps, tmp):
     with open(plan_file, "w") as f:
         f.write(plan_text)
     runs = [run_once(plan_file, batch) for _ in range(reps)]
-    return statistics.median(r[0] for r in runs), max(r[1] for r in runs)
+    return statistics.median(r[0] for r in runs), (max(r[1] for r in runs), max(r[2] for r in runs))
 
 
 def start_stopped(plan_file):
@@ -290,14 +322,20 @@ def main():
                 criu = CRIU_MS.get((n, children))
                 calls = syscalls(plan, batch, tmp)
                 rows.append((f"{n} files x {children + 1} tasks", batch, fds, ms, us_fd, ms / floor_ms, rss,
-                             f"{criu / ms:.0f}x" if criu else "", calls / fds if calls else None, floor_ms))
+                             f"{criu / ms:.0f}x" if criu else "", calls / fds if calls else None, floor_ms,
+                             (ms - forks[children]) * 1000.0 / fds))
                 series.setdefault(f"K={children} batch={batch}", []).append((fds, us_fd))
     many = [(10, 100)] if quick else [(100, 1000), (1000, 100)]
     for tasks, per in many:
         text, fds = random_plan(target, tasks, per, seed=tasks)
+        many_reps = max(1, reps // 2 + 1)
+        forks[tasks - 1] = measure(tasks_only_plan(tasks - 1), 253, many_reps, tmp)[0]
+        floor_ms, _ = measure(private_tasks_plan(target, tasks, per), 253, many_reps, tmp)
         for batch in (1, 253):
-            ms, rss = measure(text, batch, max(1, reps // 2 + 1), tmp)
-            rows.append((f"{tasks} tasks x {per} fds, random sharing", batch, fds, ms, ms * 1000.0 / fds, None, rss, "", None, None))
+            ms, rss = measure(text, batch, many_reps, tmp)
+            calls = syscalls(text, batch, tmp)
+            rows.append((f"{tasks} tasks x {per} fds, random sharing", batch, fds, ms, ms * 1000.0 / fds, ms / floor_ms, rss,
+                         "", calls / fds if calls else None, floor_ms, (ms - forks[tasks - 1]) * 1000.0 / fds))
     inject_reps = 3 if quick else 21
     move = f"fdslot 1\ntask 1\nreg 1 {target} flags=wronly\n  at 1:1\n"
     shared = "fdslot 1\ntask 1\ntask 2\n" + "".join(
@@ -315,14 +353,17 @@ def main():
     blob_size = os.stat(BLOB).st_size
     lines = ["# fdslot run --stop: restore time (medians of %d)" % reps, "",
              f"fdslot stripped size: {size} bytes; fdslot.blob: {blob_size} bytes", "",
-             "| plan | --batch | fds | ms | us/fd | floor ms | vs floor | syscalls/fd | peak RSS/task (KiB) | vs CRIU 4.2 |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, batch, fds, ms, us, ratio, rss, criu, calls, floor_ms in rows:
+             "| plan | --batch | fds | ms | us/fd | us/fd net | floor ms | vs floor | syscalls/fd | peak RSS/task (KiB) | beyond plan (KiB) | vs CRIU 4.2 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, batch, fds, ms, us, ratio, (rss, beyond), criu, calls, floor_ms, net in rows:
         r = f"{ratio:.2f}" if ratio else ""
         c = f"{calls:.1f}" if calls else ""
         fl = f"{floor_ms:.1f}" if floor_ms else ""
-        lines.append(f"| {name} | {batch} | {fds} | {ms:.1f} | {us:.2f} | {fl} | {r} | {c} | {rss} | {criu} |")
-    lines += ["", "floor: the same tasks and fds, every fd a private open in its own task (nothing sent).",
+        lines.append(f"| {name} | {batch} | {fds} | {ms:.1f} | {us:.2f} | {net:.2f} | {fl} | {r} | {c} | {rss} | {beyond} | {criu} |")
+    lines += ["", "us/fd net: (ms - the fork+exit floor of the same tasks) per fd, the part that grows with N.",
+              "beyond plan: a task's resident memory outside the plan's own pages (the plan file's",
+              "mapping and the arenas sized from it): the image, the stack, the vdso.",
+              "floor: the same tasks and fds, every fd a private open in its own task (nothing sent).",
               "fork+exit floor (the same tasks, no fds): " + ", ".join(f"{k + 1} tasks: {v:.1f} ms" for k, v in forks.items()) + ".",
               "syscalls/fd: every syscall of run and its tasks (strace -f -c), over the plan's fds.",
               "CRIU 4.2 times (same machine kind, whole restore): " +
