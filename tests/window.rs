@@ -1,5 +1,5 @@
 //! Under `run`, the seed's form (one socket per received fd) keeps only a window of receiving
-//! sockets bound at once per (receiver, opener), sliding it with credits; under `restore`
+//! sockets bound at once per receiver (across its openers), sliding it with credits; under `restore`
 //! (where a credit's sender cannot be checked by pid) every socket is bound before the
 //! barrier. Checked in /proc/net/unix, and by the kernel's view of the tables once done.
 
@@ -142,3 +142,51 @@ fn sliding_windows(batch: Option<u32>) {
     run_and_check(&p, &d, &strs(&batch_args(batch)));
 }
 forms!(sliding_windows: seed = Some(1), batched = None);
+
+/// `run --stop` with 64 tasks, each receiving 4 files from every other one in the seed's form:
+/// 16,128 receiving sockets in all. The window is per receiver across all its openers (4096
+/// names over 64 tasks: 64 each), so at no moment are more than 4,096 receiving names bound
+/// (and 64 homes), where per-opener windows would bind all 16,128 at once. Openers whose
+/// batches wait for credits send others meanwhile; every fd lands where planned.
+#[test]
+fn run_bounds_names_across_openers() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let d = TmpDir::new("winmany");
+    let f = d.file("f", b"x");
+    const TASKS: u32 = 64;
+    const EACH: u32 = 4;
+    let mut p = Plan::new();
+    for t in 1..=TASKS {
+        p.task(t as u16);
+    }
+    let mut id = 0;
+    for o in 1..=TASKS {
+        for r in (1..=TASKS).filter(|&r| r != o) {
+            for i in 0..EACH {
+                id += 1;
+                // Opener o holds it at a slot of its own; receiver r at one of its received slots.
+                p.reg(id, &f, "rdonly").at(o as u16, 10 + (r - 1) * EACH + i).at(r as u16, 1000 + (o - 1) * EACH + i);
+            }
+        }
+    }
+    let plan = d.plan(&p.text());
+    let before = fdslot_names_bound();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut most = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(fdslot_names_bound());
+            }
+            most
+        })
+    };
+    let r = run_stop(&plan, &["--batch", "1", "--timeout", "60"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let most = watcher.join().unwrap().saturating_sub(before);
+    assert_tables(&p.expect(), &r.pids, &CheckOpts { stopped: true, ..Default::default() });
+    r.finish();
+    assert!(most >= 1000, "the watcher saw the restore's names ({most})");
+    assert!(most <= 4096 + TASKS as usize, "{most} names bound at once; the budget is 4096 receiving names and one home per task");
+}

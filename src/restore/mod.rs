@@ -38,19 +38,29 @@ pub struct Session<'a> {
 /// The most `--keep` fds.
 pub const MAX_KEEP: usize = 64;
 
-/// Receiving sockets bound at once per (receiver, opener) under `run`: more are bound as files
-/// arrive, and the opener is told with a credit. Few names are bound at any moment, so the
-/// kernel's 256 abstract-name buckets stay short however many fds the plan has (the seed's
-/// form binds one socket per fd).
+/// Receiving sockets bound at once per receiver under `run` (across all its openers), at
+/// most: more are bound as files arrive, and each opener is told with a credit. Few names are
+/// bound at any moment, so the kernel's 256 abstract-name buckets stay short however many fds
+/// the plan has (the seed's form binds one socket per fd).
 pub const WINDOW: u32 = 256;
-/// Sockets bound (and credited) at a time while the window slides.
-const REFILL: u32 = 64;
+/// The names all receivers of a plan keep bound at once, at most (bar MIN_WINDOW each):
+/// chains of about 16 in the kernel's buckets. A plan with more tasks gets smaller windows.
+pub const NAME_BUDGET: u32 = 4096;
+/// The smallest window, however many tasks.
+pub const MIN_WINDOW: u32 = 8;
 
-/// What this task receives from one opener: batches `first..end` (in the order the opener sends
+/// The window of every receiver of `plan` under `run`: the same in every task, as each
+/// opener must know which of its batches the receiver bound before the barrier.
+pub fn window_for(tasks: usize) -> u32 {
+    (NAME_BUDGET / tasks.max(1) as u32).clamp(MIN_WINDOW, WINDOW)
+}
+
+/// What this task receives from one opener: batches up to `end` (in the order the opener sends
 /// them); `next` is the next to arrive, `bound` the first whose socket is not bound yet.
+/// Sockets are bound in the order of the task's batches (run after run), so what is bound of a
+/// run is always a prefix of it.
 #[derive(Clone, Copy, Default)]
 struct Run {
-    first: u32,
     end: u32,
     next: u32,
     bound: u32,
@@ -60,6 +70,17 @@ struct Run {
 
 // SAFETY: plain integers, valid when zero.
 unsafe impl crate::arena::Zeroable for Run {}
+
+/// What an opener sends one receiver: batches `first..first + len`, in index order.
+#[derive(Clone, Copy)]
+struct Lane {
+    first: u32,
+    len: u32,
+    sent: u32,
+}
+
+// SAFETY: plain integers, valid when zero.
+unsafe impl crate::arena::Zeroable for Lane {}
 
 struct Task<'a, 'p, 'r> {
     plan: &'a Plan<'p>,
@@ -78,9 +99,18 @@ struct Task<'a, 'p, 'r> {
     credited: bool,
     /// How many placeholders `Slots::fill_holes` may put down.
     filler_budget: usize,
-    /// WINDOW where a credit's sender can be checked by pid (under `run`); elsewhere every
-    /// receiving socket is bound before the barrier, so no credit is ever needed or believed.
+    /// `window_for` where a credit's sender can be checked by pid (under `run`); elsewhere
+    /// every receiving socket is bound before the barrier, so no credit is ever needed or
+    /// believed.
     window: u32,
+    /// The first of this task's batches (in its order) whose socket is not bound yet.
+    bind_next: u32,
+    /// The run that `bind_next` belongs to.
+    bind_run: usize,
+    /// Sockets bound whose message has not been taken yet: at most `window`.
+    outstanding: u32,
+    /// Per receiver this task sends to: its run of batches, and how many are sent.
+    lanes: &'a mut [Lane],
     /// How many of this task's objects (`Roles::opens`, in object order) are open so far.
     opened: usize,
 }
@@ -126,16 +156,37 @@ pub fn restore_task(
     let existing = preserved.as_ref().map_or(&[][..], |p| p.existing);
     let mut slots = Slots::new(planned, session.keep, limit, barrier.fds(), &inherited, existing);
     let nt = plan.tasks.len();
-    let mut run_arena = crate::arena::Arena::map(crate::arena::bytes_for::<Run>(nt) + crate::arena::bytes_for::<u32>(nt)).map_err(|e| Failure::sys(t, "mmap", e))?;
+    let mut run_arena = crate::arena::Arena::map(crate::arena::bytes_for::<Run>(nt) + crate::arena::bytes_for::<u32>(nt) + crate::arena::bytes_for::<Lane>(nt))
+        .map_err(|e| Failure::sys(t, "mmap", e))?;
     let runs = run_arena.take::<Run>(nt);
     let credit = run_arena.take::<u32>(nt);
+    let lanes = run_arena.take::<Lane>(nt);
     // Placeholders may take what the restore will never need, less room for the few fds an
     // open or a received batch holds for a moment.
     let filler_budget = (limit as usize).saturating_sub(need + extra_need + TRANSIENT_FDS);
     // A credit proves its sender only by pid: a process of the tasks' uid that knows the
     // session could bind names past the window and credit them to itself.
-    let window = if matches!(barrier.mode, barrier::Mode::Shared(_)) { WINDOW } else { u32::MAX };
-    let mut task = Task { plan, roles, t, id: plan.tasks[t].id, session, home: -1, uid: proc::getuid(), runs, remaining: 0, credit, credited: false, filler_budget, window, opened: 0 };
+    let window = if matches!(barrier.mode, barrier::Mode::Shared(_)) { window_for(nt) } else { u32::MAX };
+    let mut task = Task {
+        plan,
+        roles,
+        t,
+        id: plan.tasks[t].id,
+        session,
+        home: -1,
+        uid: proc::getuid(),
+        runs,
+        remaining: 0,
+        credit,
+        credited: false,
+        filler_budget,
+        window,
+        opened: 0,
+        bind_next: 0,
+        bind_run: 0,
+        outstanding: 0,
+        lanes,
+    };
     let result = task.prepare_and_run(&mut slots, barrier, preserved.as_mut());
     if task.home >= 0 {
         let _ = fd::close(task.home);
@@ -324,7 +375,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             self.home = move_to(s, to).map_err(|e| Failure::sys(t, "dup3 (home socket)", e))?;
             let name = self.session.names.home(self.id);
             sock::bind(self.home, &name).map_err(|e| bind_failure(t, e, "bind (home socket)"))?;
-            self.credited = self.roles.sends(t).iter().any(|&k| self.roles.batches[k as usize].index >= self.window);
+            self.credited = self.roles.sends(t).iter().any(|&k| !self.pre_credited(k));
             if self.credited {
                 sock::set_socket_int(self.home, n::SO_PASSCRED, 1).map_err(|e| Failure::sys(t, "setsockopt SO_PASSCRED", e))?;
             }
@@ -372,21 +423,37 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             while end < te && self.roles.batches[end].opener == opener {
                 end += 1;
             }
-            self.runs[nruns] = Run { first: bi as u32, end: end as u32, next: bi as u32, bound: bi as u32, owed: 0 };
+            self.runs[nruns] = Run { end: end as u32, next: bi as u32, bound: bi as u32, owed: 0 };
             nruns += 1;
             bi = end;
         }
         self.runs = &mut core::mem::take(&mut self.runs)[..nruns];
         self.remaining = te - tb;
-        for k in 0..nruns {
-            let r = self.runs[k];
-            let upto = r.end.min(r.first.saturating_add(self.window));
-            for bi in r.first..upto {
-                self.bind_socket(bi as usize, abort_fd)?;
+        self.bind_next = tb as u32;
+        let first = (te - tb).min(self.window as usize) as u32;
+        self.bind_more(first, abort_fd)
+    }
+
+    /// Binds the next `n` sockets in this task's order (run after run), moving `bind_run` along.
+    fn bind_more(&mut self, n: u32, abort_fd: Fd) -> Result<(), Failure> {
+        for _ in 0..n {
+            let bi = self.bind_next;
+            while self.runs[self.bind_run].end <= bi {
+                self.bind_run += 1;
             }
-            self.runs[k].bound = upto;
+            self.bind_socket(bi as usize, abort_fd)?;
+            self.bind_next += 1;
+            self.outstanding += 1;
+            self.runs[self.bind_run].bound = bi + 1;
         }
         Ok(())
+    }
+
+    /// Whether batch `k` (an index into `Roles::batches`) is among the first `window` of its
+    /// receiver's batches: bound before the barrier, so its opener may send it uncredited.
+    fn pre_credited(&self, k: u32) -> bool {
+        let r = self.roles.batches[k as usize].receiver as usize;
+        k - self.roles.task_batches[r] < self.window
     }
 
     /// Batch `bi`'s receiving socket: bound, connected to its opener's home, parked in its slot.
@@ -422,20 +489,27 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         sock::set_socket_int(s, n::SO_PASSCRED, 1).map_err(|e| fail(Failure::sys(t, "setsockopt SO_PASSCRED", e)))
     }
 
-    /// Slides run `k`'s window once enough of it has arrived: binds the next sockets, then
-    /// tells the opener (from the last socket bound, so that its name vouches for the credit).
-    fn refill(&mut self, k: usize, abort_fd: Fd) -> Result<(), Failure> {
-        let r = self.runs[k];
-        let want = r.next.saturating_add(self.window).min(r.end);
-        if want <= r.bound || (want - r.bound < REFILL && want < r.end) {
+    /// Slides the window once enough has arrived (a quarter of it, or all that is left): binds
+    /// the next sockets, then tells each opener whose run they belong to (from its run's last
+    /// socket bound, so that the socket's name vouches for the credit).
+    fn refill(&mut self, abort_fd: Fd) -> Result<(), Failure> {
+        let end = self.roles.task_batches[self.t + 1];
+        let unbound = end - self.bind_next;
+        let room = self.window.saturating_sub(self.outstanding).min(unbound);
+        if room == 0 || room < (self.window / 4).max(1).min(unbound) {
             return Ok(());
         }
-        for bi in r.bound..want {
-            self.bind_socket(bi as usize, abort_fd)?;
+        let from = self.bind_run;
+        let before = self.runs[from].bound;
+        self.bind_more(room, abort_fd)?;
+        // Every run past `from` that the binding reached got sockets; `from` maybe none.
+        for k in from..=self.bind_run {
+            if k > from || self.runs[k].bound > before {
+                self.runs[k].owed = self.runs[k].bound;
+                self.send_credit(k)?;
+            }
         }
-        self.runs[k].bound = want;
-        self.runs[k].owed = want;
-        self.send_credit(k)
+        Ok(())
     }
 
     /// Sends run `k`'s owed credit, if any; a full queue at the opener leaves it owed.
@@ -577,48 +651,91 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         }
     }
 
-    /// Sends every batch this task opens for others. A send never blocks: when the socket's
-    /// buffer is full (receivers have not read yet), the task drains its own sockets meanwhile.
+    /// Sends every batch this task opens for others, going round its receivers (one batch
+    /// each per round, in each receiver's index order) so that all of them work at once. A
+    /// batch whose socket is not bound yet (not credited) is passed over until it is: a
+    /// receiver's window may be taken by other openers, whom waiting here would stall. A send
+    /// never blocks: when the socket's buffer is full (receivers have not read yet), the task
+    /// drains its own sockets meanwhile.
     fn send_all(&mut self, slots: &mut Slots<'_>, barrier: &Barrier<'_>) -> Result<(), Failure> {
-        let t = self.t;
-        let (sb, se) = (self.roles.task_sends[t] as usize, self.roles.task_sends[t + 1] as usize);
-        let mut fds = [0 as Fd; MAX_BATCH as usize];
-        let mut dests = [0u32; MAX_BATCH as usize];
-        for k in sb..se {
-            let b = self.roles.batches[self.roles.send_order[k] as usize];
-            let receiver_id = self.plan.tasks[b.receiver as usize].id;
-            let n = b.count as usize;
-            for i in 0..n {
-                let x = *self.target(self.roles.message_entry(&b, i));
-                self.open_through(x.object, slots)?;
-                fds[i] = self.held(file_of(x.object, x.end));
-                dests[i] = x.fd;
+        let mut live = 0;
+        for &k in self.roles.sends(self.t) {
+            let b = self.roles.batches[k as usize];
+            if b.index != 0 {
+                // Sorted by (index, receiver): every lane's first batch comes first.
+                break;
             }
-            while b.index >= self.window && b.index >= self.credit[b.receiver as usize] {
-                self.pump(None, barrier)?;
+            let mut len = 1;
+            while let Some(n) = self.roles.batches.get((k + len) as usize) {
+                if n.receiver != b.receiver || n.opener != b.opener {
+                    break;
+                }
+                len += 1;
             }
-            let header = Header::for_batch(&b, receiver_id, self.id, self.session.names.plan_hash);
-            let to = self.session.names.rx(receiver_id, self.id, b.index);
-            loop {
-                match transport::send_batch(self.home, &to, &header, &dests[..n], &fds[..n]) {
-                    Ok(()) => break,
-                    Err(e) if e == Errno::INTR => {}
-                    Err(e) if e == Errno::AGAIN => self.pump(Some(self.home), barrier)?,
-                    // Too many fds in flight for this user: wait for receivers to take some.
-                    Err(e) if e == Errno::TOOMANYREFS => self.pump_for(barrier, 1_000_000)?,
-                    Err(e) if e == Errno::CONNREFUSED => {
-                        return Err(Failure::new(EXIT_PEER, t, "the receiving socket is gone:")
-                            .peer(b.receiver as usize)
-                            .then(" ended")
-                            .at_fd(b.slot))
-                    }
-                    Err(e) => {
-                        return Err(Failure::sys(t, "sendmsg to", e).peer(b.receiver as usize).num(" fd ", b.slot as u64));
+            self.lanes[live] = Lane { first: k, len, sent: 0 };
+            live += 1;
+        }
+        while live > 0 {
+            let mut progressed = false;
+            let mut i = 0;
+            while i < live {
+                let l = self.lanes[i];
+                let k = l.first + l.sent;
+                let b = self.roles.batches[k as usize];
+                if self.pre_credited(k) || b.index < self.credit[b.receiver as usize] {
+                    self.send_batch(k, slots, barrier)?;
+                    progressed = true;
+                    self.lanes[i].sent += 1;
+                    if l.sent + 1 == l.len {
+                        live -= 1;
+                        self.lanes.swap(i, live);
+                        continue;
                     }
                 }
+                i += 1;
+            }
+            if !progressed {
+                // Every lane waits for a credit: take one (or files, or an abort).
+                self.pump(None, barrier)?;
             }
         }
         Ok(())
+    }
+
+    /// Opens what batch `k` carries (if not yet) and sends it.
+    fn send_batch(&mut self, k: u32, slots: &mut Slots<'_>, barrier: &Barrier<'_>) -> Result<(), Failure> {
+        let t = self.t;
+        let mut fds = [0 as Fd; MAX_BATCH as usize];
+        let mut dests = [0u32; MAX_BATCH as usize];
+        let b = self.roles.batches[k as usize];
+        let receiver_id = self.plan.tasks[b.receiver as usize].id;
+        let n = b.count as usize;
+        for i in 0..n {
+            let x = *self.target(self.roles.message_entry(&b, i));
+            self.open_through(x.object, slots)?;
+            fds[i] = self.held(file_of(x.object, x.end));
+            dests[i] = x.fd;
+        }
+        let header = Header::for_batch(&b, receiver_id, self.id, self.session.names.plan_hash);
+        let to = self.session.names.rx(receiver_id, self.id, b.index);
+        loop {
+            match transport::send_batch(self.home, &to, &header, &dests[..n], &fds[..n]) {
+                Ok(()) => return Ok(()),
+                Err(e) if e == Errno::INTR => {}
+                Err(e) if e == Errno::AGAIN => self.pump(Some(self.home), barrier)?,
+                // Too many fds in flight for this user: wait for receivers to take some.
+                Err(e) if e == Errno::TOOMANYREFS => self.pump_for(barrier, 1_000_000)?,
+                Err(e) if e == Errno::CONNREFUSED => {
+                    return Err(Failure::new(EXIT_PEER, t, "the receiving socket is gone:")
+                        .peer(b.receiver as usize)
+                        .then(" ended")
+                        .at_fd(b.slot))
+                }
+                Err(e) => {
+                    return Err(Failure::sys(t, "sendmsg to", e).peer(b.receiver as usize).num(" fd ", b.slot as u64));
+                }
+            }
+        }
     }
 
     /// Takes what has arrived; then waits, until the deadline, for the rest.
@@ -641,8 +758,9 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             }
             self.runs[k].next += 1;
             self.remaining -= 1;
+            self.outstanding -= 1;
         }
-        self.refill(k, barrier.abort_fd())
+        self.refill(barrier.abort_fd())
     }
 
     /// Waits for the next message of any run (and `tx` writable, if given; credits, if any
