@@ -50,12 +50,6 @@ fn err_tok(line: u32, what: &str, tok: &[u8]) -> PlanError {
     e
 }
 
-/// A byte a plan line may hold raw: printable ASCII and the blanks between words. Anything
-/// else (a NUL, which the kernel would take for the end of a path; control bytes; UTF-8) must
-/// be percent-encoded, so that every path means what it says and every error line prints safely.
-fn raw_byte_ok(b: u8) -> bool {
-    (0x20..=0x7e).contains(&b) || matches!(b, b'\t' | b'\r' | b'\x0b' | b'\x0c')
-}
 
 fn err_raw_byte(line: u32, b: u8) -> PlanError {
     let mut e = PlanError::new(line, "byte 0x");
@@ -95,7 +89,11 @@ fn count(text: &[u8]) -> Result<Counts, PlanError> {
     let (mut header, mut header_line, mut last_line) = (false, 1, 1);
     for (no, content) in Lines::new(text) {
         last_line = no;
-        if let Some(&b) = content.iter().find(|&&b| !raw_byte_ok(b)) {
+        // Only printable ASCII and the blanks between words stand raw. Anything else (a NUL,
+        // which the kernel would take for the end of a path; control bytes; UTF-8) must be
+        // percent-encoded, so that every path means what it says and every error line prints
+        // safely.
+        if let Some(b) = super::lex::first_raw_refused(content) {
             return Err(err_raw_byte(no, b));
         }
         let mut toks = Tokens::new(content);

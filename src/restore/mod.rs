@@ -111,6 +111,8 @@ struct Task<'a, 'p, 'r> {
     outstanding: u32,
     /// Per receiver this task sends to: its run of batches, and how many are sent.
     lanes: &'a mut [Lane],
+    /// Scratch for the path of the object being opened.
+    path: open::PathBuf,
     /// How many of this task's objects (`Roles::opens`, in object order) are open so far.
     opened: usize,
 }
@@ -186,6 +188,7 @@ pub fn restore_task(
         bind_run: 0,
         outstanding: 0,
         lanes,
+        path: [0; crate::plan::MAX_PATH + 1],
     };
     let result = task.prepare_and_run(&mut slots, barrier, preserved.as_mut());
     if task.home >= 0 {
@@ -585,7 +588,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
                 self.roles.held_fd[f] = 0;
                 Ok(open::Opened { fds: [held, -1], n: 1 })
             } else {
-                open::open_object(self.plan, &obj, base, reg_cloexec)
+                open::open_object(self.plan, &obj, base, reg_cloexec, &mut self.path)
             };
             let opened = opened.map_err(|(what, e)| {
                 let first = self.plan.targets.iter().find(|x| x.object == oi);

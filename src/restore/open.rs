@@ -40,11 +40,15 @@ fn or_close<T>(f: Fd, r: Result<T, OpenError>) -> Result<T, OpenError> {
     r
 }
 
+/// Room for one decoded path, kept by the caller: clearing 4 KiB per open would cost more than
+/// a dup.
+pub type PathBuf = [u8; MAX_PATH + 1];
+
 /// Opens `o`. `base` is the opener's fd of a reopen's pipe end (unused for other kinds). A
-/// regular file gets FD_CLOEXEC as `reg_cloexec` says; every other kind has it set.
-pub fn open_object(plan: &Plan<'_>, o: &Object, base: Fd, reg_cloexec: bool) -> Result<Opened, OpenError> {
+/// regular file gets FD_CLOEXEC as `reg_cloexec` says; every other kind has it set. `path` is
+/// scratch space.
+pub fn open_object(plan: &Plan<'_>, o: &Object, base: Fd, reg_cloexec: bool, path: &mut PathBuf) -> Result<Opened, OpenError> {
     let one = |f: Fd| Opened { fds: [f, -1], n: 1 };
-    let mut path = [0u8; MAX_PATH + 1];
     match o.kind {
         KIND_PIPE => {
             let (r, w) = fd::pipe2(g::O_CLOEXEC).map_err(|e| ("pipe2", e))?;
@@ -70,14 +74,14 @@ pub fn open_object(plan: &Plan<'_>, o: &Object, base: Fd, reg_cloexec: bool) -> 
             Ok(one(f))
         }
         KIND_MEMFD => {
-            let len = decode_path(plan, o.path, &mut path)?;
+            let len = decode_path(plan, o.path, path)?;
             let flags = MFD_CLOEXEC | if o.extra != 0 { MFD_ALLOW_SEALING } else { 0 };
             let f = fd::memfd_create(&path[..len], flags).map_err(|e| ("memfd_create", e))?;
             or_close(f, fill_memfd(plan, o, f))?;
             Ok(one(f))
         }
         KIND_FIFO => {
-            let len = decode_path(plan, o.path, &mut path)?;
+            let len = decode_path(plan, o.path, path)?;
             // A read-write description of the FIFO keeps either end's open from blocking.
             let helper = fd::open(&path[..len], g::O_RDWR | g::O_NONBLOCK | g::O_CLOEXEC, 0).map_err(|e| ("open (fifo helper)", e))?;
             let kind = fd::fstat_mode_size(helper).map(|(m, _)| m & 0o170000);
@@ -107,7 +111,7 @@ pub fn open_object(plan: &Plan<'_>, o: &Object, base: Fd, reg_cloexec: bool) -> 
             }
         }
         _ => {
-            let len = decode_path(plan, o.path, &mut path)?;
+            let len = decode_path(plan, o.path, path)?;
             // O_PATH never blocks and takes no status flags; anything else opens non-blocking.
             let nonblock = if o.flags & g::O_PATH == 0 { g::O_NONBLOCK } else { 0 };
             let cloexec = if o.kind != KIND_REG || reg_cloexec { g::O_CLOEXEC } else { 0 };

@@ -191,9 +191,11 @@ impl<'a> Roles<'a> {
         // Each opener goes round its receivers (every receiver's first batch, then every
         // second, ...), so that all of them work at once and their windows slide together.
         // Each receiver still gets its own batches in index order, as it expects.
+        // (The received targets are sorted by now: their scratch is free.)
         for o in 0..nt {
             let seg = &mut send_order[task_sends[o] as usize..task_sends[o + 1] as usize];
-            crate::sort::sort_by_key(seg, |&k| ((batches[k as usize].index as u64) << 16) | batches[k as usize].receiver as u64);
+            let key = |&k: &u32| ((batches[k as usize].index as u64) << 16) | batches[k as usize].receiver as u64;
+            crate::sort::radix_sort_by_key(seg, recv_scratch, 48, key);
         }
         let task_opened = arena.take::<u32>(nt + 1);
         for o in plan.objects {
