@@ -77,6 +77,16 @@ impl Arena {
         Ok(Arena { base, size, used: 0 })
     }
 
+    /// Maps `size` bytes shared with this process's forks, for what is written once before
+    /// `run` forks and only read after (the plan, its roles): fork copies no page tables for a
+    /// shared mapping, where a private one costs every fork a walk of all its pages.
+    pub fn map_shared(size: usize) -> Result<Arena, Errno> {
+        let size = (size.max(1) + 4095) & !4095;
+        let base = mem::map_anon(size, true)?;
+        remember(base, size);
+        Ok(Arena { base, size, used: 0 })
+    }
+
     /// Carves a zeroed array of `n` elements. The caller sized the arena with `bytes_for`, so
     /// running out is a bug in that sizing; it panics rather than overrun.
     pub fn take<'a, T: Zeroable>(&mut self, n: usize) -> &'a mut [T] {

@@ -70,7 +70,8 @@ pub fn load(text: &[u8]) -> Result<Plan<'_>, PlanError> {
         + bytes_for::<u16>(65536)
         + bytes_for::<u64>(counts.objects)
         + bytes_for::<Target>(counts.targets);
-    let mut arena = Arena::map(size).map_err(|_| err(1, "cannot map memory for the plan"))?;
+    // Read-only once checked, and shared with `run`'s forks.
+    let mut arena = Arena::map_shared(size).map_err(|_| err(1, "cannot map memory for the plan"))?;
     let tasks = arena.take::<Task>(counts.tasks);
     let objects = arena.take::<Object>(counts.objects);
     let targets = arena.take::<Target>(counts.targets);

@@ -71,12 +71,15 @@ struct Run {
 // SAFETY: plain integers, valid when zero.
 unsafe impl crate::arena::Zeroable for Run {}
 
-/// What an opener sends one receiver: batches `first..first + len`, in index order.
+/// What an opener sends one receiver: batches `first..first + len`, in index order; the first
+/// `pre` were bound before the barrier (the rest wait for credits).
 #[derive(Clone, Copy)]
 struct Lane {
     first: u32,
     len: u32,
     sent: u32,
+    pre: u32,
+    receiver: u32,
 }
 
 // SAFETY: plain integers, valid when zero.
@@ -675,7 +678,10 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
                 }
                 len += 1;
             }
-            self.lanes[live] = Lane { first: k, len, sent: 0 };
+            // The receiver binds its first `window` batches (in its order) before the barrier.
+            let pos = k - self.roles.task_batches[b.receiver as usize];
+            let pre = self.window.saturating_sub(pos).min(len);
+            self.lanes[live] = Lane { first: k, len, sent: 0, pre, receiver: b.receiver as u32 };
             live += 1;
         }
         while live > 0 {
@@ -683,10 +689,9 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             let mut i = 0;
             while i < live {
                 let l = self.lanes[i];
-                let k = l.first + l.sent;
-                let b = self.roles.batches[k as usize];
-                if self.pre_credited(k) || b.index < self.credit[b.receiver as usize] {
-                    self.send_batch(k, slots, barrier)?;
+                // A lane's batch index is how many of it were sent.
+                if l.sent < l.pre || l.sent < self.credit[l.receiver as usize] {
+                    self.send_batch(l.first + l.sent, slots, barrier)?;
                     progressed = true;
                     self.lanes[i].sent += 1;
                     if l.sent + 1 == l.len {

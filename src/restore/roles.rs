@@ -92,10 +92,11 @@ impl<'a> Roles<'a> {
             + bytes_for::<u32>(nt)
             + bytes_for::<u32>(nx)
             + bytes_for::<u32>(no)
-            + bytes_for::<i32>(nf)
             + bytes_for::<u8>(nf)
             + 64;
-        let mut arena = Arena::map(size)?;
+        // Read-only once computed (what a task writes is in `own` below), and shared with
+        // `run`'s forks.
+        let mut arena = Arena::map_shared(size)?;
         let next_dup = arena.take::<Link>(nx);
         let opener_rep = arena.take::<Link>(nf);
         let last_target = arena.take::<Link>(nf);
@@ -215,11 +216,14 @@ impl<'a> Roles<'a> {
                 held[plan.objects[f / 2].opener as usize] += 1;
             }
         }
-        let held_fd = arena.take::<i32>(nf);
         // Per run (at most one per batch): its head, and an owed credit; then tx, home, abort.
         let npoll = 2 * max_batches as usize + 3;
-        let mut pollarena = Arena::map(bytes_for::<linux_raw_sys::general::pollfd>(npoll))?;
-        let pollfds = pollarena.take(npoll);
+        // What each task writes while it restores: private, and untouched until a fork has
+        // its own copy (so no fork copies a page of it).
+        let mut own = Arena::map(bytes_for::<i32>(nf) + bytes_for::<linux_raw_sys::general::pollfd>(npoll) + bytes_for::<u32>(npoll))?;
+        let held_fd = own.take::<i32>(nf);
+        let pollfds = own.take(npoll);
+        let pending = own.take::<u32>(npoll);
         Ok(Roles {
             batch_size,
             next_dup,
@@ -236,8 +240,7 @@ impl<'a> Roles<'a> {
             max_batches,
             held_fd,
             pollfds,
-            // A task receives at most one batch per file, so a per-file array is long enough.
-            pending: last_target,
+            pending,
         })
     }
 
