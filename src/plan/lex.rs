@@ -71,6 +71,8 @@ pub fn find_byte(hay: &[u8], b: u8) -> Option<usize> {
 }
 
 /// A byte a plan line may hold raw: printable ASCII and the blanks between words.
+// Plain comparisons: at opt-level "z", `RangeInclusive::contains` stays a call per byte.
+#[allow(clippy::manual_range_contains)]
 #[inline(always)]
 pub fn raw_byte_ok(b: u8) -> bool {
     (b >= 0x20 && b <= 0x7e) || (b >= b'\t' && b <= b'\r' && b != b'\n')
@@ -93,6 +95,7 @@ pub fn first_raw_refused(line: &[u8]) -> Option<u8> {
     line[i..].iter().copied().find(|&b| !raw_byte_ok(b))
 }
 
+#[allow(clippy::manual_range_contains)]
 #[inline(always)]
 fn is_space(b: u8) -> bool {
     b == b' ' || (b >= b'\t' && b <= b'\r' && b != b'\n')
