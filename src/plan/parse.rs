@@ -1,6 +1,7 @@
-//! Plan format 1 -> arrays. Two passes over the text: the first counts lines by keyword so the
-//! arena can be sized exactly; the second fills the arrays and checks each line on its own.
-//! Rules that span lines are in `check`.
+//! Plan format 1 -> arrays. One pass over the text fills the arrays and checks each line on its
+//! own, in line order; the arena is sized from the number of lines (a bound on every count:
+//! pages past what is filled are never touched). Where that much address space is refused, a
+//! first pass counts lines by keyword to size it exactly. Rules that span lines are in `check`.
 
 use super::lex::{decoded_len, EncodingError, Lines, Tokens};
 use super::*;
@@ -62,29 +63,53 @@ pub fn load(text: &[u8]) -> Result<Plan<'_>, PlanError> {
     if text.len() > MAX_PLAN_BYTES {
         return Err(err(1, "plan is larger than 1 GiB"));
     }
-    let counts = count(text)?;
-    let size = bytes_for::<Task>(counts.tasks)
-        + bytes_for::<Object>(counts.objects)
-        + bytes_for::<Target>(counts.targets)
-        + bytes_for::<u32>(counts.tasks + 1)
-        + bytes_for::<u16>(65536)
-        + bytes_for::<u64>(counts.objects)
-        + bytes_for::<Target>(counts.targets);
+    let lines = count_lines(text);
+    let bound = Counts { tasks: lines.min(65535), objects: lines, targets: lines };
     // Read-only once checked, and shared with `run`'s forks.
-    let mut arena = Arena::map_shared(size).map_err(|_| err(1, "cannot map memory for the plan"))?;
+    let (mut arena, counts) = match Arena::map_shared(arena_size(&bound)) {
+        Ok(a) => (a, bound),
+        Err(_) => {
+            let exact = count(text)?;
+            (Arena::map_shared(arena_size(&exact)).map_err(|_| err(1, "cannot map memory for the plan"))?, exact)
+        }
+    };
     let tasks = arena.take::<Task>(counts.tasks);
     let objects = arena.take::<Object>(counts.objects);
     let targets = arena.take::<Target>(counts.targets);
-    let task_first = arena.take::<u32>(counts.tasks + 1);
     let task_index = arena.take::<u16>(65536);
-    let scratch = arena.take::<u64>(counts.objects);
-    fill(text, tasks, objects, targets, task_index)?;
-    let target_scratch = arena.take::<Target>(counts.targets);
+    let (nt, no, nx) = fill(text, tasks, objects, targets, task_index)?;
+    let (tasks, objects, targets) = (&mut tasks[..nt], &mut objects[..no], &mut targets[..nx]);
+    let task_first = arena.take::<u32>(nt + 1);
+    let scratch = arena.take::<u64>(no);
+    let target_scratch = arena.take::<Target>(nx);
     super::check::check(tasks, objects, targets, task_first, task_index, scratch, target_scratch)?;
     Ok(Plan { text, tasks, objects, targets, task_first, task_index })
 }
 
-/// Pass 1: the header, and how many tasks, objects and targets there are.
+/// Bytes of arena for plans of up to these counts.
+fn arena_size(c: &Counts) -> usize {
+    bytes_for::<Task>(c.tasks)
+        + bytes_for::<Object>(c.objects)
+        + bytes_for::<Target>(c.targets)
+        + bytes_for::<u16>(65536)
+        + bytes_for::<u32>(c.tasks + 1)
+        + bytes_for::<u64>(c.objects)
+        + bytes_for::<Target>(c.targets)
+}
+
+/// How many lines `text` has (a last line without its newline counts).
+fn count_lines(text: &[u8]) -> usize {
+    let mut n = 0;
+    let mut rest = text;
+    while let Some(i) = super::lex::find_byte(rest, b'\n') {
+        n += 1;
+        rest = &rest[i + 1..];
+    }
+    n + !rest.is_empty() as usize
+}
+
+/// How many tasks, objects and targets there are (when the arena cannot be sized by lines);
+/// `fill` checks the lines again.
 fn count(text: &[u8]) -> Result<Counts, PlanError> {
     let mut c = Counts { tasks: 0, objects: 0, targets: 0 };
     let (mut header, mut header_line, mut last_line) = (false, 1, 1);
@@ -100,17 +125,9 @@ fn count(text: &[u8]) -> Result<Counts, PlanError> {
         let mut toks = Tokens::new(content);
         let Some(kw) = toks.next() else { continue };
         if !header {
-            if kw != b"fdslot" {
-                return Err(err(no, "the first line must be 'fdslot 1'"));
-            }
-            match (toks.next(), toks.next()) {
-                (Some(b"1"), None) => {
-                    header = true;
-                    header_line = no;
-                }
-                (Some(v), None) => return Err(err_tok(no, "unsupported plan format version", v)),
-                _ => return Err(err(no, "the first line must be 'fdslot 1'")),
-            }
+            check_header(no, kw, &mut toks)?;
+            header = true;
+            header_line = no;
             continue;
         }
         match kw {
@@ -204,25 +221,40 @@ fn parse_flags(line: u32, v: &[u8], names: &[(&str, u32)], numeric: bool) -> Res
     Ok(flags)
 }
 
-/// Pass 2: every line into its array; ids are unique; targets follow an object of their kind.
+/// Every line into its array, checked on its own: only printable ASCII, the header first, known
+/// keywords, ids unique, targets after an object of their kind. The arrays are long enough
+/// for every line. Returns how many tasks, objects and targets were filled.
 fn fill(
     text: &[u8],
     tasks: &mut [Task],
     objects: &mut [Object],
     targets: &mut [Target],
     task_index: &mut [u16],
-) -> Result<(), PlanError> {
+) -> Result<(usize, usize, usize), PlanError> {
     let (mut nt, mut no, mut nx) = (0usize, 0usize, 0usize);
-    let mut header = false;
+    let (mut header, mut header_line, mut last_line) = (false, 1, 1);
     for (line, content) in Lines::new(text) {
+        last_line = line;
+        // Only printable ASCII and the blanks between words stand raw. Anything else (a NUL,
+        // which the kernel would take for the end of a path; control bytes; UTF-8) must be
+        // percent-encoded, so that every path means what it says and every error line prints
+        // safely.
+        if let Some(b) = super::lex::first_raw_refused(content) {
+            return Err(err_raw_byte(line, b));
+        }
         let mut toks = Tokens::new(content);
         let Some(kw) = toks.next() else { continue };
         if !header {
+            check_header(line, kw, &mut toks)?;
             header = true;
+            header_line = line;
             continue;
         }
         match kw {
             b"task" => {
+                if nt == 65535 {
+                    return Err(err(line, "more than 65535 tasks"));
+                }
                 let id = task_id(line, toks.next().ok_or_else(|| err(line, "task needs an id"))?, "bad task id (1..=65535)")?;
                 if task_index[id as usize] != 0 {
                     let mut e = err(line, "task ");
@@ -284,8 +316,8 @@ fn fill(
                 objects[no] = parse_object(text, line, kw, &mut toks)?;
                 no += 1;
             }
-            _ => {
-                // at | r | w
+            b"fdslot" => return Err(err(line, "'fdslot' header repeated")),
+            b"at" | b"r" | b"w" | b"a" | b"b" => {
                 let Some(o) = no.checked_sub(1).map(|i| &objects[i]) else {
                     return Err(err(line, "target line before any object"));
                 };
@@ -320,9 +352,30 @@ fn fill(
                 targets[nx] = Target { fd, object: (no - 1) as u32, task, end, cloexec, line };
                 nx += 1;
             }
+            _ => return Err(err_tok(line, "unknown keyword", kw)),
         }
     }
-    Ok(())
+    if !header {
+        return Err(err(1, "empty plan: the first line must be 'fdslot 1'"));
+    }
+    if nt == 0 {
+        let mut e = err(header_line, "the plan declares no task (it ends at line ");
+        e.msg.num(last_line as u64).str(")");
+        return Err(e);
+    }
+    Ok((nt, no, nx))
+}
+
+/// The first line with a word: exactly `fdslot 1`.
+fn check_header(line: u32, kw: &[u8], toks: &mut Tokens<'_>) -> Result<(), PlanError> {
+    if kw != b"fdslot" {
+        return Err(err(line, "the first line must be 'fdslot 1'"));
+    }
+    match (toks.next(), toks.next()) {
+        (Some(b"1"), None) => Ok(()),
+        (Some(v), None) => Err(err_tok(line, "unsupported plan format version", v)),
+        _ => Err(err(line, "the first line must be 'fdslot 1'")),
+    }
 }
 
 fn object_id(line: u32, tok: Option<&[u8]>) -> Result<u32, PlanError> {
