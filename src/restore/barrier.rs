@@ -21,9 +21,11 @@ use linux_raw_sys::net as n;
 
 pub const STATE_NEW: u32 = 0;
 pub const STATE_STARTED: u32 = 1;
-pub const STATE_BOUND: u32 = 2;
-pub const STATE_DONE: u32 = 3;
-pub const STATE_FAILED: u32 = 4;
+/// Its home socket is bound (if it sends): receivers may connect to it.
+pub const STATE_HOME: u32 = 2;
+pub const STATE_BOUND: u32 = 3;
+pub const STATE_DONE: u32 = 4;
+pub const STATE_FAILED: u32 = 5;
 
 pub const GO_WAIT: u32 = 0;
 pub const GO: u32 = 1;
@@ -264,6 +266,30 @@ impl<'a> Barrier<'a> {
         }
         sock::bind(self.ctl_fd, &me).map_err(|e| Failure::sys(t, "bind (barrier socket)", e))?;
         Ok(())
+    }
+
+    /// Publishes that task `t`'s home socket (if it sends) is bound. Only `run`'s shared
+    /// states carry it; elsewhere receivers retry their connect.
+    pub fn home_bound(&self, t: usize) {
+        if let Mode::Shared(sh) = self.mode {
+            let word = &sh.task(t).state;
+            if word.compare_exchange(STATE_STARTED, STATE_HOME, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                proc::futex_wake_all(word);
+            }
+        }
+    }
+
+    /// Waits (under `run`) until opener `u`'s home socket is bound, so that a receiver's
+    /// connect finds it the first time: no retries, no sleeps. Elsewhere returns at once.
+    pub fn await_home(&self, u: usize, t: usize, deadline: u64) -> Result<(), Failure> {
+        let Mode::Shared(sh) = self.mode else { return Ok(()) };
+        if sh.wait_state(u, STATE_HOME, deadline) {
+            return Ok(());
+        }
+        if remaining(deadline).is_none() {
+            return Err(Failure::new(EXIT_PEER, t, "timed out waiting for").peer(u).then(" to bind its home socket"));
+        }
+        Err(Failure::new(EXIT_PEER, t, "aborted: another task failed"))
     }
 
     /// Reports "bound" and waits for "go".

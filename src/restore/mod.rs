@@ -386,10 +386,11 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
                 sock::set_socket_int(self.home, n::SO_PASSCRED, 1).map_err(|e| Failure::sys(t, "setsockopt SO_PASSCRED", e))?;
             }
         }
+        barrier.home_bound(t);
         barrier.prepare(self.plan, &self.session.names, slots, t, deadline)?;
         let base = [self.home, barrier.chan_fd, barrier.ctl_fd, barrier.err_fd].into_iter().find(|&f| f >= 0).unwrap_or(-1);
         slots.fill_holes(base, self.filler_budget);
-        self.park_sockets(barrier.abort_fd())?;
+        self.park_sockets(barrier)?;
         barrier.bound(self.plan, &self.session.names, t, deadline)?;
         // Objects are opened as the sends first need them, so receivers start at once.
         self.send_all(slots, barrier)?;
@@ -418,7 +419,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
 
     /// Splits what this task receives into runs, one per opener, and binds each run's first
     /// window of sockets.
-    fn park_sockets(&mut self, abort_fd: Fd) -> Result<(), Failure> {
+    fn park_sockets(&mut self, barrier: &Barrier<'_>) -> Result<(), Failure> {
         let t = self.t;
         let (tb, te) = (self.roles.task_batches[t] as usize, self.roles.task_batches[t + 1] as usize);
         let mut nruns = 0;
@@ -435,9 +436,13 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         }
         self.runs = &mut core::mem::take(&mut self.runs)[..nruns];
         self.remaining = te - tb;
+        for k in 0..nruns {
+            let opener = self.roles.batches[self.runs[k].next as usize].opener as usize;
+            barrier.await_home(opener, t, self.session.deadline)?;
+        }
         self.bind_next = tb as u32;
         let first = (te - tb).min(self.window as usize) as u32;
-        self.bind_more(first, abort_fd)
+        self.bind_more(first, barrier.abort_fd())
     }
 
     /// Binds the next `n` sockets in this task's order (run after run), moving `bind_run` along.
