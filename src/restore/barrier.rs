@@ -272,8 +272,9 @@ impl<'a> Barrier<'a> {
     /// states carry it; elsewhere receivers retry their connect.
     pub fn home_bound(&self, t: usize) {
         if let Mode::Shared(sh) = self.mode {
+            // Only forward: a state already past HOME (FAILED included) stays.
             let word = &sh.task(t).state;
-            if word.compare_exchange(STATE_STARTED, STATE_HOME, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            if word.fetch_max(STATE_HOME, Ordering::AcqRel) < STATE_HOME {
                 proc::futex_wake_all(word);
             }
         }
