@@ -174,12 +174,20 @@ def run_once(plan_file, batch):
     return elapsed * 1000.0, rss, beyond
 
 
-def measure(plan_text, batch, reps, tmp):
-    plan_file = os.path.join(tmp, "plan")
-    with open(plan_file, "w") as f:
-        f.write(plan_text)
-    runs = [run_once(plan_file, batch) for _ in range(reps)]
-    return statistics.median(r[0] for r in runs), (max(r[1] for r in runs), max(r[2] for r in runs))
+def measure_set(configs, reps, tmp):
+    """Runs several (key, plan text, batch) configurations in turn, `reps` rounds of all of
+    them, so that a drift of the machine's speed hits every one alike (the ratios between them
+    are what to read). Returns key -> (median ms, (max peak RSS, max RSS beyond the plan))."""
+    files = {}
+    for i, (key, text, _) in enumerate(configs):
+        files[key] = os.path.join(tmp, f"plan-{i}")
+        with open(files[key], "w") as f:
+            f.write(text)
+    runs = {key: [] for key, _, _ in configs}
+    for _ in range(reps):
+        for key, _, batch in configs:
+            runs[key].append(run_once(files[key], batch))
+    return {key: (statistics.median(r[0] for r in rs), (max(r[1] for r in rs), max(r[2] for r in rs))) for key, rs in runs.items()}
 
 
 def start_stopped(plan_file):
@@ -311,13 +319,15 @@ def main():
     rows, series = [], {}
     forks = {}
     for children in (1, 4):
-        forks[children] = measure(tasks_only_plan(children), 253, reps, tmp)[0]
         for n in sizes:
             fds = n * (children + 1)
-            floor_ms, _ = measure(private_plan(target, n, children), 253, reps, tmp)
+            plan = shared_plan(target, n, children)
+            got = measure_set([("fork", tasks_only_plan(children), 253), ("floor", private_plan(target, n, children), 253),
+                               (1, plan, 1), (253, plan, 253)], reps, tmp)
+            forks[children] = got["fork"][0]
+            floor_ms = got["floor"][0]
             for batch in (1, 253):
-                plan = shared_plan(target, n, children)
-                ms, rss = measure(plan, batch, reps, tmp)
+                ms, rss = got[batch]
                 us_fd = ms * 1000.0 / fds
                 criu = CRIU_MS.get((n, children))
                 calls = syscalls(plan, batch, tmp)
@@ -329,10 +339,12 @@ def main():
     for tasks, per in many:
         text, fds = random_plan(target, tasks, per, seed=tasks)
         many_reps = max(1, reps // 2 + 1)
-        forks[tasks - 1] = measure(tasks_only_plan(tasks - 1), 253, many_reps, tmp)[0]
-        floor_ms, _ = measure(private_tasks_plan(target, tasks, per), 253, many_reps, tmp)
+        got = measure_set([("fork", tasks_only_plan(tasks - 1), 253), ("floor", private_tasks_plan(target, tasks, per), 253),
+                           (1, text, 1), (253, text, 253)], many_reps, tmp)
+        forks[tasks - 1] = got["fork"][0]
+        floor_ms = got["floor"][0]
         for batch in (1, 253):
-            ms, rss = measure(text, batch, many_reps, tmp)
+            ms, rss = got[batch]
             calls = syscalls(text, batch, tmp)
             rows.append((f"{tasks} tasks x {per} fds, random sharing", batch, fds, ms, ms * 1000.0 / fds, ms / floor_ms, rss,
                          "", calls / fds if calls else None, floor_ms, (ms - forks[tasks - 1]) * 1000.0 / fds))
@@ -351,7 +363,7 @@ def main():
         cap_rows.append((f"{tasks} tasks x {per} fds, random sharing, {name}", fds, cap_ms, ver_ms))
     size = os.stat(FDSLOT).st_size
     blob_size = os.stat(BLOB).st_size
-    lines = ["# fdslot run --stop: restore time (medians of %d)" % reps, "",
+    lines = ["# fdslot run --stop: restore time (medians of %d; each row's plan, its floor and its fork+exit floor run in turn)" % reps, "",
              f"fdslot stripped size: {size} bytes; fdslot.blob: {blob_size} bytes", "",
              "| plan | --batch | fds | ms | us/fd | us/fd net | floor ms | vs floor | syscalls/fd | peak RSS/task (KiB) | beyond plan (KiB) | vs CRIU 4.2 |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
