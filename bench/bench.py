@@ -89,14 +89,7 @@ def syscalls(plan_text, batch, tmp):
 
 def private_plan(path, files, children):
     """The floor: the same tasks and fds, each fd its own object opened in its own task."""
-    lines = ["fdslot 1", "task 1"] + [f"task {t} parent=1" for t in range(2, children + 2)]
-    oid = 0
-    for t in range(1, children + 2):
-        for i in range(files):
-            oid += 1
-            lines.append(f"reg {oid} {path} flags=rdonly")
-            lines.append(f"  at {t}:{i + 3}")
-    return "\n".join(lines) + "\n"
+    return private_tasks_plan(path, children + 1, files)
 
 
 def private_tasks_plan(path, tasks, fds_per_task):

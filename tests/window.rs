@@ -98,6 +98,26 @@ fn fdslot_names_bound() -> usize {
     bound_names().iter().filter(|n| n.starts_with("fdslot-")).count()
 }
 
+/// `run --stop` while a thread counts the bound fdslot names over and over: the restore, and
+/// the most names it had bound at once (beyond those bound before it started).
+fn run_stop_counting_names(plan: &std::path::Path, args: &[&str]) -> (Running, usize) {
+    let before = fdslot_names_bound();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut most = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                most = most.max(fdslot_names_bound());
+            }
+            most
+        })
+    };
+    let r = run_stop(plan, args);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    (r, watcher.join().unwrap().saturating_sub(before))
+}
+
 /// `run --stop`, 3,000 files from task 1 to task 2 in the seed's form, while this test counts
 /// the bound fdslot names over and over: never more than one window (and the home socket),
 /// and the count shows the restore was seen (without the window it peaks at 3,000).
@@ -112,21 +132,7 @@ fn run_keeps_one_window_bound() {
         p.reg(i + 1, &f, "rdonly").at(1, 10 + i).at(2, 10 + i);
     }
     let plan = d.plan(&p.text());
-    let before = fdslot_names_bound();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watcher = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut most = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                most = most.max(fdslot_names_bound());
-            }
-            most
-        })
-    };
-    let r = run_stop(&plan, &["--batch", "1"]);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let most = watcher.join().unwrap().saturating_sub(before);
+    let (r, most) = run_stop_counting_names(&plan, &["--batch", "1"]);
     assert_tables(&p.expect(), &r.pids, &CheckOpts { stopped: true, ..Default::default() });
     r.finish();
     assert!(most >= 100, "the watcher saw the restore's names ({most})");
@@ -170,21 +176,7 @@ fn run_bounds_names_across_openers() {
         }
     }
     let plan = d.plan(&p.text());
-    let before = fdslot_names_bound();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watcher = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut most = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                most = most.max(fdslot_names_bound());
-            }
-            most
-        })
-    };
-    let r = run_stop(&plan, &["--batch", "1", "--timeout", "60"]);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let most = watcher.join().unwrap().saturating_sub(before);
+    let (r, most) = run_stop_counting_names(&plan, &["--batch", "1", "--timeout", "60"]);
     assert_tables(&p.expect(), &r.pids, &CheckOpts { stopped: true, ..Default::default() });
     r.finish();
     assert!(most >= 1000, "the watcher saw the restore's names ({most})");
