@@ -158,7 +158,7 @@ fn flood_restore(uid: u32, batch: &[&str]) {
     flood_restore_plan(uid, batch, busy_plan)
 }
 
-/// One opener, one receiver, 600 files one per socket (past the 256 of a window under `run`).
+/// One opener, one receiver, 600 files one per socket (past the 64 of a window under `run`).
 fn window_plan(d: &TmpDir) -> Plan {
     let mut p = Plan::new();
     p.task(1).task(2);

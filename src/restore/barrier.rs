@@ -293,6 +293,14 @@ impl<'a> Barrier<'a> {
         Err(Failure::new(EXIT_PEER, t, "aborted: another task failed"))
     }
 
+    /// Whether a receiving socket connected after `await_home` can hear from its opener only:
+    /// under `run` the home's name is the opener's before anyone connects to it, and a
+    /// connected datagram socket refuses every other sender. Elsewhere a receiver may have
+    /// connected to a name a stranger held for a while, and credentials must vouch instead.
+    pub fn homes_vouched(&self) -> bool {
+        matches!(self.mode, Mode::Shared(_))
+    }
+
     /// Reports "bound" and waits for "go".
     pub fn bound(&mut self, plan: &Plan<'_>, names: &Names, t: usize, deadline: u64) -> Result<(), Failure> {
         match self.mode {

@@ -41,8 +41,10 @@ pub const MAX_KEEP: usize = 64;
 /// Receiving sockets bound at once per receiver under `run` (across all its openers), at
 /// most: more are bound as files arrive, and each opener is told with a credit. Few names are
 /// bound at any moment, so the kernel's 256 abstract-name buckets stay short however many fds
-/// the plan has (the seed's form binds one socket per fd).
-pub const WINDOW: u32 = 256;
+/// the plan has (the seed's form binds one socket per fd). 64 rather than more: at 10,000 x 5
+/// in the seed's form, 256 cost 10% more CPU (longer chains walked by every bind and send);
+/// 16 cost more again (a credit round trip every four files).
+pub const WINDOW: u32 = 64;
 /// The names all receivers of a plan keep bound at once, at most (bar MIN_WINDOW each):
 /// chains of about 16 in the kernel's buckets. A plan with more tasks gets smaller windows.
 pub const NAME_BUDGET: u32 = 4096;
@@ -106,6 +108,8 @@ struct Task<'a, 'p, 'r> {
     /// every receiving socket is bound before the barrier, so no credit is ever needed or
     /// believed.
     window: u32,
+    /// `Barrier::homes_vouched`: receiving sockets need no SO_PASSCRED, messages no credentials.
+    vouched: bool,
     /// The first of this task's batches (in its order) whose socket is not bound yet.
     bind_next: u32,
     /// The run that `bind_next` belongs to.
@@ -118,6 +122,9 @@ struct Task<'a, 'p, 'r> {
     path: open::PathBuf,
     /// How many of this task's objects (`Roles::opens`, in object order) are open so far.
     opened: usize,
+    /// The batch being sent, and the one being received: reused, never cleared.
+    out: transport::Outgoing,
+    rx: Received,
 }
 
 /// Fds an open (a FIFO's helper, a data= file, a pipe's two ends) or a received batch (one fd
@@ -186,12 +193,15 @@ pub fn restore_task(
         credited: false,
         filler_budget,
         window,
+        vouched: barrier.homes_vouched(),
         opened: 0,
         bind_next: 0,
         bind_run: 0,
         outstanding: 0,
         lanes,
         path: [0; crate::plan::MAX_PATH + 1],
+        out: transport::Outgoing::new(),
+        rx: Received::new(),
     };
     let result = task.prepare_and_run(&mut slots, barrier, preserved.as_mut());
     if task.home >= 0 {
@@ -485,7 +495,8 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         let name = self.session.names.rx(self.id, opener_id, b.index);
         // Connected first, bound after: without a name nobody can send to it, and once it has
         // one only its opener can (a connected datagram socket refuses other senders).
-        // SO_PASSCRED comes last: on an unnamed socket, connect would autobind it.
+        // SO_PASSCRED (only where the home's name is not vouched for) comes last: on an
+        // unnamed socket, connect would autobind it.
         match barrier::connect_when_bound(s, &self.session.names.home(opener_id), self.session.deadline, abort_fd) {
             Ok(barrier::Reached::Connected) => {}
             Ok(barrier::Reached::Aborted) => return Err(fail(Failure::new(EXIT_PEER, t, "aborted by the parent (another process failed)"))),
@@ -497,6 +508,9 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             Err(e) => return Err(fail(Failure::sys(t, "connect (receiving socket)", e))),
         }
         sock::bind(s, &name).map_err(|e| fail(bind_failure(t, e, "bind (receiving socket)")))?;
+        if self.vouched {
+            return Ok(());
+        }
         sock::set_socket_int(s, n::SO_PASSCRED, 1).map_err(|e| fail(Failure::sys(t, "setsockopt SO_PASSCRED", e)))
     }
 
@@ -718,21 +732,18 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
     /// Opens what batch `k` carries (if not yet) and sends it.
     fn send_batch(&mut self, k: u32, slots: &mut Slots<'_>, barrier: &Barrier<'_>) -> Result<(), Failure> {
         let t = self.t;
-        let mut fds = [0 as Fd; MAX_BATCH as usize];
-        let mut dests = [0u32; MAX_BATCH as usize];
         let b = self.roles.batches[k as usize];
         let receiver_id = self.plan.tasks[b.receiver as usize].id;
-        let n = b.count as usize;
-        for i in 0..n {
+        self.out.start(&Header::for_batch(&b, receiver_id, self.id, self.session.names.plan_hash));
+        for i in 0..b.count as usize {
             let x = *self.target(self.roles.message_entry(&b, i));
             self.open_through(x.object, slots)?;
-            fds[i] = self.held(file_of(x.object, x.end));
-            dests[i] = x.fd;
+            let f = self.held(file_of(x.object, x.end));
+            self.out.push(x.fd, f);
         }
-        let header = Header::for_batch(&b, receiver_id, self.id, self.session.names.plan_hash);
         let to = self.session.names.rx(receiver_id, self.id, b.index);
         loop {
-            match transport::send_batch(self.home, &to, &header, &dests[..n], &fds[..n]) {
+            match self.out.send(self.home, &to) {
                 Ok(()) => return Ok(()),
                 Err(e) if e == Errno::INTR => {}
                 Err(e) if e == Errno::AGAIN => self.pump(Some(self.home), barrier)?,
@@ -870,11 +881,12 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
     fn try_receive(&mut self, bi: u32, barrier: &Barrier<'_>) -> Result<bool, Failure> {
         let t = self.t;
         let b: Batch = self.roles.batches[bi as usize];
-        let mut got = Received::new();
+        let targets = self.plan.targets;
+        let got = &mut self.rx;
         // Most of the batch's fds come out as planned: no fcntl afterwards.
         let entries = self.roles.entries(&b);
-        let cloexec = 2 * entries.iter().filter(|&&e| self.target(e).cloexec != 0).count() >= entries.len();
-        match transport::recv_batch(b.slot as Fd, &mut got, cloexec) {
+        let cloexec = 2 * entries.iter().filter(|&&e| targets[e as usize].cloexec != 0).count() >= entries.len();
+        match transport::recv_batch(b.slot as Fd, got, cloexec) {
             Ok(()) => {}
             Err(e) if e == Errno::AGAIN || e == Errno::INTR => return Ok(false),
             Err(e) => return Err(Failure::sys(t, "recvmsg", e).at_fd(b.slot)),
@@ -882,8 +894,9 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         let opener_id = self.plan.tasks[b.opener as usize].id;
         let expected = Header::for_batch(&b, self.id, opener_id, self.session.names.plan_hash);
         let n = entries.len();
-        let slots_ok = got.slots().is_some_and(|s| s.len() == n && (0..n).all(|i| s[i] == self.target(self.roles.message_entry(&b, i)).fd));
+        let slots_ok = got.slots().is_some_and(|s| s.len() == n && (0..n).all(|i| s[i] == targets[self.roles.message_entry(&b, i) as usize].fd));
         let creds_ok = match (got.creds, barrier.pid_of(b.opener as usize)) {
+            (None, _) if self.vouched => true,
             (Some((_, uid)), _) if uid != self.uid => false,
             (Some((pid, _)), Some(want)) => pid == want,
             (Some(_), None) => true,
@@ -908,19 +921,19 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         // wants a first destination that may be replaced.
         let placed = if n == 1 {
             // The seed's form: one fd, no table of moves to set up.
-            let x = self.target(entries[0]);
+            let x = &targets[entries[0] as usize];
             parallel_move(&mut [Move::new(got.fds[0], x.fd as Fd, x.cloexec != 0, cloexec)])
         } else {
             let mut moves = [Move::default(); MAX_BATCH as usize];
             for (i, &e) in entries.iter().enumerate() {
-                let x = self.target(e);
+                let x = &targets[e as usize];
                 let from = got.fds[(i + n - 1) % n];
                 moves[i] = Move::new(from, x.fd as Fd, x.cloexec != 0, cloexec);
             }
             parallel_move(&mut moves[..n])
         };
         if let Err((i, e)) = placed {
-            let x = self.target(entries[i]);
+            let x = &targets[entries[i] as usize];
             return Err(Failure::sys(t, "dup3", e).at_fd(x.fd).on(x.object, x.end));
         }
         for &e in self.roles.entries(&b) {

@@ -31,14 +31,15 @@ pub fn plan_hash(text: &[u8], batch: u16) -> u64 {
 }
 
 impl Names {
+    /// The key mixes in the plan hash once, so that a name costs two SipHash blocks.
     pub fn new(session: &[u8], plan_hash: u64) -> Names {
-        let k0 = SipHasher::new(1, 2).write(session).finish();
-        let k1 = SipHasher::new(3, 4).write(session).finish();
+        let k0 = SipHasher::new(1, 2).write(session).u64(plan_hash).finish();
+        let k1 = SipHasher::new(3, 4).write(session).u64(plan_hash).finish();
         Names { k0, k1, plan_hash }
     }
 
-    fn name(&self, kind: u64, a: u64, b: u64, c: u64) -> UnixAddr {
-        let h = SipHasher::new(self.k0, self.k1).u64(self.plan_hash).u64(kind).u64(a).u64(b).u64(c).finish();
+    fn name(&self, kind: u64, a: u16, b: u16, c: u32) -> UnixAddr {
+        let h = SipHasher::new(self.k0, self.k1).u64(kind | (a as u64) << 8 | (b as u64) << 24).u64(c as u64).finish();
         let mut buf = *b"fdslot-0000000000000000";
         for i in 0..16 {
             let d = ((h >> (60 - 4 * i)) & 0xf) as u8;
@@ -49,17 +50,17 @@ impl Names {
 
     /// Task `task`'s sending socket; receivers connect to it.
     pub fn home(&self, task: u16) -> UnixAddr {
-        self.name(KIND_HOME, task as u64, 0, 0)
+        self.name(KIND_HOME, task, 0, 0)
     }
 
     /// The receiving socket of batch `index` from `opener` to `receiver` (task ids).
     pub fn rx(&self, receiver: u16, opener: u16, index: u32) -> UnixAddr {
-        self.name(KIND_RX, receiver as u64, opener as u64, index as u64)
+        self.name(KIND_RX, receiver, opener, index)
     }
 
     /// Task `task`'s barrier socket when the tasks run their barrier among themselves.
     pub fn ctl(&self, task: u16) -> UnixAddr {
-        self.name(KIND_CTL, task as u64, 0, 0)
+        self.name(KIND_CTL, task, 0, 0)
     }
 }
 
@@ -107,34 +108,57 @@ pub struct Payload {
 
 /// Control-message room for 253 fds and one set of credentials.
 #[repr(C, align(8))]
-struct Control([u8; RIGHTS_SPACE + CREDS_SPACE + 16]);
+struct Control([u8; CONTROL_LEN]);
+const CONTROL_LEN: usize = RIGHTS_SPACE + CREDS_SPACE + 16;
 
-/// Sends one batch: `fds` ride as SCM_RIGHTS, the header and slots as data. Never blocks.
-pub fn send_batch(from: Fd, to: &UnixAddr, header: &Header, slots: &[u32], fds: &[Fd]) -> Result<(), Errno> {
-    let mut payload = Payload { header: *header, slots: [0; MAX_BATCH as usize + 2] };
-    payload.slots[..slots.len()].copy_from_slice(slots);
-    let mut iov = g::iovec { iov_base: &mut payload as *mut _ as *mut _, iov_len: (HEADER + slots.len() * 4) as _ };
-    let mut control = Control([0; RIGHTS_SPACE + CREDS_SPACE + 16]);
-    let cmsg_len = CMSG_HDR + fds.len() * 4;
-    let c = control.0.as_mut_ptr() as *mut n::cmsghdr;
-    // SAFETY: control is 8-aligned and large enough for a header and 253 fds.
-    unsafe {
-        (*c).cmsg_len = cmsg_len;
-        (*c).cmsg_level = n::SOL_SOCKET as i32;
-        (*c).cmsg_type = n::SCM_RIGHTS as i32;
-        core::ptr::copy_nonoverlapping(fds.as_ptr() as *const u8, control.0.as_mut_ptr().add(CMSG_HDR), fds.len() * 4);
+/// One outgoing batch, built in place in a buffer the task keeps: the target slots as data,
+/// the fds as SCM_RIGHTS. Nothing is zeroed per message (at one fd a message, clearing two
+/// kilobytes each time was most of the sender's own CPU).
+pub struct Outgoing {
+    payload: Payload,
+    control: Control,
+    n: usize,
+}
+
+impl Outgoing {
+    pub fn new() -> Outgoing {
+        Outgoing { payload: Payload { header: Header::default(), slots: [0; MAX_BATCH as usize + 2] }, control: Control([0; CONTROL_LEN]), n: 0 }
     }
-    let msg = n::msghdr {
-        msg_name: &to.raw as *const _ as *mut _,
-        msg_namelen: to.len as i32,
-        msg_iov: &mut iov as *mut g::iovec as *mut _,
-        msg_iovlen: 1,
-        msg_control: control.0.as_mut_ptr() as *mut _,
-        msg_controllen: cmsg_align(cmsg_len),
-        msg_flags: 0,
-    };
-    // SAFETY: every pointer in msg refers to a live local of the stated length.
-    unsafe { sock::sendmsg(from, &msg, n::MSG_DONTWAIT | n::MSG_NOSIGNAL) }.map(|_| ())
+
+    /// Starts a message with `header`; its `count` slots follow by `push`.
+    pub fn start(&mut self, header: &Header) {
+        self.payload.header = *header;
+        self.n = 0;
+    }
+
+    /// Adds `fd`, which the receiver places at `slot`.
+    pub fn push(&mut self, slot: u32, fd: Fd) {
+        let at = CMSG_HDR + self.n * 4;
+        self.payload.slots[self.n] = slot;
+        self.control.0[at..at + 4].copy_from_slice(&fd.to_ne_bytes());
+        self.n += 1;
+    }
+
+    /// Sends the message to `to` from `from`. Never blocks.
+    pub fn send(&mut self, from: Fd, to: &UnixAddr) -> Result<(), Errno> {
+        debug_assert!(self.n == self.payload.header.count as usize && self.n <= MAX_BATCH as usize);
+        let mut iov = g::iovec { iov_base: &mut self.payload as *mut _ as *mut _, iov_len: (HEADER + self.n * 4) as _ };
+        let cmsg_len = CMSG_HDR + self.n * 4;
+        let c = n::cmsghdr { cmsg_len, cmsg_level: n::SOL_SOCKET as i32, cmsg_type: n::SCM_RIGHTS as i32 };
+        // SAFETY: control is 8-aligned and starts with room for one cmsghdr.
+        unsafe { core::ptr::write(self.control.0.as_mut_ptr() as *mut n::cmsghdr, c) };
+        let msg = n::msghdr {
+            msg_name: &to.raw as *const _ as *mut _,
+            msg_namelen: to.len as i32,
+            msg_iov: &mut iov as *mut g::iovec as *mut _,
+            msg_iovlen: 1,
+            msg_control: self.control.0.as_mut_ptr() as *mut _,
+            msg_controllen: cmsg_align(cmsg_len),
+            msg_flags: 0,
+        };
+        // SAFETY: every pointer in msg refers to a live buffer of the stated length.
+        unsafe { sock::sendmsg(from, &msg, n::MSG_DONTWAIT | n::MSG_NOSIGNAL) }.map(|_| ())
+    }
 }
 
 /// Sends a credit from a receiving socket to the opener's home, to which it is connected.
@@ -144,7 +168,7 @@ pub fn send_credit(from: Fd, header: &Header) -> Result<(), Errno> {
     sock::send(from, bytes, n::MSG_DONTWAIT).map(|_| ())
 }
 
-/// What one receiving socket delivered.
+/// What one receiving socket delivered; the task keeps one and reuses it.
 pub struct Received {
     pub payload: Payload,
     pub len: usize,
@@ -156,6 +180,7 @@ pub struct Received {
     pub truncated: bool,
     /// The sender's bound name, if any.
     pub from: UnixAddr,
+    control: Control,
 }
 
 impl Received {
@@ -172,14 +197,13 @@ impl Received {
 /// FD_CLOEXEC as `cloexec` says (the restorer never execs while they are in flight).
 pub fn recv_batch(sock_fd: Fd, out: &mut Received, cloexec: bool) -> Result<(), Errno> {
     let mut iov = g::iovec { iov_base: &mut out.payload as *mut _ as *mut _, iov_len: size_of::<Payload>() as _ };
-    let mut control = Control([0; RIGHTS_SPACE + CREDS_SPACE + 16]);
     let mut msg = n::msghdr {
         msg_name: &mut out.from.raw as *mut _ as *mut _,
         msg_namelen: size_of::<n::sockaddr_un>() as i32,
         msg_iov: &mut iov as *mut g::iovec as *mut _,
         msg_iovlen: 1,
-        msg_control: control.0.as_mut_ptr() as *mut _,
-        msg_controllen: control.0.len(),
+        msg_control: out.control.0.as_mut_ptr() as *mut _,
+        msg_controllen: out.control.0.len(),
         msg_flags: 0,
     };
     // SAFETY: every pointer in msg refers to a live buffer of the stated length.
@@ -193,11 +217,11 @@ pub fn recv_batch(sock_fd: Fd, out: &mut Received, cloexec: bool) -> Result<(), 
     let mut off = 0usize;
     while off + CMSG_HDR <= msg.msg_controllen {
         // SAFETY: the kernel wrote cmsg headers within msg_controllen; reads are unaligned-safe.
-        let c: n::cmsghdr = unsafe { core::ptr::read_unaligned(control.0.as_ptr().add(off) as *const n::cmsghdr) };
+        let c: n::cmsghdr = unsafe { core::ptr::read_unaligned(out.control.0.as_ptr().add(off) as *const n::cmsghdr) };
         if c.cmsg_len < CMSG_HDR || off + c.cmsg_len > msg.msg_controllen {
             break;
         }
-        let data = &control.0[off + CMSG_HDR..off + c.cmsg_len];
+        let data = &out.control.0[off + CMSG_HDR..off + c.cmsg_len];
         if c.cmsg_level == n::SOL_SOCKET as i32 && c.cmsg_type == n::SCM_RIGHTS as i32 {
             for chunk in data.chunks_exact(4) {
                 let f = i32::from_ne_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
@@ -229,6 +253,7 @@ impl Received {
             creds: None,
             truncated: false,
             from: UnixAddr::abstract_name(b""),
+            control: Control([0; CONTROL_LEN]),
         }
     }
 
@@ -249,6 +274,12 @@ impl Received {
 }
 
 impl Default for Received {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Default for Outgoing {
     fn default() -> Self {
         Self::new()
     }
