@@ -118,6 +118,18 @@ pub fn parse_radix(digits: &[u8], radix: u64) -> Option<u64> {
     if digits.is_empty() {
         return None;
     }
+    if radix == 10 && digits.len() <= 19 {
+        // Every fd and task id of a plan: 19 digits cannot overflow, so no checks per digit.
+        let mut v = 0u64;
+        for &c in digits {
+            let d = c.wrapping_sub(b'0');
+            if d > 9 {
+                return None;
+            }
+            v = v * 10 + d as u64;
+        }
+        return Some(v);
+    }
     let mut v: u64 = 0;
     for &c in digits {
         let d = match c {
@@ -168,6 +180,13 @@ mod tests {
         assert_eq!(parse_u64(b"18446744073709551616"), None);
         assert_eq!(parse_u64(b""), None);
         assert_eq!(parse_u64(b"12a"), None);
+        // Decimal at and around the 19-digit fast path's edge.
+        assert_eq!(parse_radix(b"9999999999999999999", 10), Some(9_999_999_999_999_999_999));
+        assert_eq!(parse_radix(b"10000000000000000000", 10), Some(10_000_000_000_000_000_000));
+        assert_eq!(parse_radix(b"99999999999999999999", 10), None);
+        assert_eq!(parse_radix(b"1:", 10), None);
+        assert_eq!(parse_radix(b"/", 10), None);
+        assert_eq!(parse_radix(b"007", 10), Some(7));
         let mut l = Line::<8>::new();
         l.str("ab").num(12345678);
         assert_eq!(l.as_bytes(), b"ab123...");

@@ -1,6 +1,7 @@
 //! Lines and tokens of plan format 1, and the percent-encoding of paths and argv.
 
-/// Splits the plan into (line number, content without comment) pairs.
+/// Splits the plan into lines: (line number, content without comment, the first byte of the
+/// content that may not stand raw), in one word-at-a-time pass over each line.
 pub struct Lines<'a> {
     rest: &'a [u8],
     number: u32,
@@ -13,20 +14,53 @@ impl<'a> Lines<'a> {
 }
 
 impl<'a> Iterator for Lines<'a> {
-    type Item = (u32, &'a [u8]);
+    type Item = (u32, &'a [u8], Option<u8>);
     fn next(&mut self) -> Option<Self::Item> {
         if self.rest.is_empty() {
             return None;
         }
-        let end = find_byte(self.rest, b'\n').unwrap_or(self.rest.len());
-        let line = &self.rest[..end];
+        let (end, content_end, refused) = scan_line(self.rest);
+        let content = &self.rest[..content_end];
         self.rest = if end < self.rest.len() { &self.rest[end + 1..] } else { &[] };
         self.number += 1;
-        let content = match find_byte(line, b'#') {
-            Some(i) => &line[..i],
-            None => line,
-        };
-        Some((self.number, content))
+        Some((self.number, content, refused))
+    }
+}
+
+/// For the first line of `rest`: where it ends (its newline, or the end of `rest`), where its
+/// content ends (a `#` starts a comment, which may hold any byte), and the content's first
+/// byte that may not stand raw.
+fn scan_line(rest: &[u8]) -> (usize, usize, Option<u8>) {
+    let hash = ONES * b'#' as u64;
+    let mut refused = None;
+    let mut i = 0;
+    loop {
+        // Jump over printable bytes other than `#` a word at a time, to the first byte that
+        // needs a look (the newline is not printable, so it is one).
+        while i + 8 <= rest.len() {
+            let x = word(rest, i);
+            let look = not_printable_mask(x) | zero_mask(x ^ hash);
+            if look != 0 {
+                i += (look.trailing_zeros() / 8) as usize;
+                break;
+            }
+            i += 8;
+        }
+        if i >= rest.len() {
+            return (rest.len(), rest.len(), refused);
+        }
+        let b = rest[i];
+        if b == b'\n' {
+            return (i, i, refused);
+        }
+        if b == b'#' {
+            let end = i + find_byte(&rest[i..], b'\n').unwrap_or(rest.len() - i);
+            return (end, i, refused);
+        }
+        if refused.is_none() && !raw_byte_ok(b) {
+            refused = Some(b);
+        }
+        i += 1;
     }
 }
 
@@ -44,11 +78,19 @@ fn word(bytes: &[u8], i: usize) -> u64 {
     u64::from_le(unsafe { core::ptr::read_unaligned(bytes.as_ptr().add(i) as *const u64) })
 }
 
-/// Whether some byte of `x` is zero (exact: no false positives in the lowest such byte, and
-/// only "some" is asked).
+/// The high bit of every byte of `x` that is zero, and no other bit (no carry crosses a byte:
+/// each adds at most 0x7f to at most 0x7f).
 #[inline(always)]
-fn has_zero(x: u64) -> bool {
-    x.wrapping_sub(ONES) & !x & HIGHS != 0
+fn zero_mask(x: u64) -> u64 {
+    !(((x & !HIGHS).wrapping_add(!HIGHS)) | x) & HIGHS
+}
+
+/// The high bit of every byte of `x` outside 0x20..=0x7e, and no other bit: bytes with the
+/// high bit set, low 7 bits below 0x20 (+0x60 stays below 0x80), or 0x7f (+1 reaches it).
+#[inline(always)]
+fn not_printable_mask(x: u64) -> u64 {
+    let y = x & !HIGHS;
+    (x | !(y.wrapping_add(ONES * 0x60)) | y.wrapping_add(ONES)) & HIGHS
 }
 
 /// The first index of `b` in `hay`.
@@ -56,7 +98,7 @@ pub fn find_byte(hay: &[u8], b: u8) -> Option<usize> {
     let splat = ONES * b as u64;
     let mut i = 0;
     while i + 8 <= hay.len() {
-        if has_zero(word(hay, i) ^ splat) {
+        if zero_mask(word(hay, i) ^ splat) != 0 {
             break;
         }
         i += 8;
@@ -81,27 +123,15 @@ pub fn raw_byte_ok(b: u8) -> bool {
 /// The first byte of `line` that may not stand raw in a plan, if any.
 pub fn first_raw_refused(line: &[u8]) -> Option<u8> {
     let mut i = 0;
-    while i + 8 <= line.len() {
-        let x = word(line, i);
-        // Every byte in 0x20..=0x7e: none below 0x20 (x - 0x20.. borrows into a high bit),
-        // none at or above 0x7f (x + 0x01.. carries into one).
-        let low = x.wrapping_sub(ONES * 0x20) & !x & HIGHS;
-        let high = (x.wrapping_add(ONES) | x) & HIGHS;
-        if low | high != 0 {
-            break;
-        }
+    while i + 8 <= line.len() && not_printable_mask(word(line, i)) == 0 {
         i += 8;
     }
     line[i..].iter().copied().find(|&b| !raw_byte_ok(b))
 }
 
-#[allow(clippy::manual_range_contains)]
-#[inline(always)]
-fn is_space(b: u8) -> bool {
-    b == b' ' || (b >= b'\t' && b <= b'\r' && b != b'\n')
-}
-
-/// The whitespace-separated tokens of one line.
+/// The whitespace-separated tokens of one line's content, once `Lines` found no byte in it
+/// that may not stand raw: then every byte up to 0x20 is a blank, and every other one is part
+/// of a word.
 pub struct Tokens<'a> {
     rest: &'a [u8],
 }
@@ -115,22 +145,41 @@ impl<'a> Tokens<'a> {
 impl<'a> Iterator for Tokens<'a> {
     type Item = &'a [u8];
     fn next(&mut self) -> Option<&'a [u8]> {
-        let r = self.rest;
-        let mut start = 0;
-        while start < r.len() && is_space(r[start]) {
-            start += 1;
+        // Pattern slices, not indexes: at opt-level "z" every `&r[i..]` is a call.
+        let mut r = self.rest;
+        while let [b, tail @ ..] = r {
+            if *b > b' ' {
+                break;
+            }
+            r = tail;
         }
-        if start == r.len() {
-            self.rest = &[];
+        if r.is_empty() {
+            self.rest = r;
             return None;
         }
-        let mut end = start + 1;
-        while end < r.len() && !is_space(r[end]) {
-            end += 1;
+        let word = r;
+        let mut len = 0;
+        while let [b, tail @ ..] = r {
+            if *b <= b' ' {
+                break;
+            }
+            len += 1;
+            r = tail;
         }
-        self.rest = &r[end..];
-        Some(&r[start..end])
+        self.rest = r;
+        word.get(..len)
     }
+}
+
+/// How many bytes of `hay` are `b`, a word at a time.
+pub fn count_byte(hay: &[u8], b: u8) -> usize {
+    let splat = ONES * b as u64;
+    let (mut n, mut i) = (0usize, 0usize);
+    while i + 8 <= hay.len() {
+        n += zero_mask(word(hay, i) ^ splat).count_ones() as usize;
+        i += 8;
+    }
+    n + hay[i..].iter().filter(|&&x| x == b).count()
 }
 
 /// Why an encoded string is refused.
@@ -212,7 +261,7 @@ mod tests {
         let text = b"fdslot 1 # magic\n\n  at 1:2\tcloexec\r\n# only a comment";
         let lines: Vec<_> = Lines::new(text).collect();
         assert_eq!(lines.len(), 4);
-        assert_eq!(lines[0], (1, &b"fdslot 1 "[..]));
+        assert_eq!(lines[0], (1, &b"fdslot 1 "[..], None));
         let toks: Vec<_> = Tokens::new(lines[2].1).collect();
         assert_eq!(toks, vec![&b"at"[..], b"1:2", b"cloexec"]);
         assert_eq!(Tokens::new(lines[3].1).count(), 0);
@@ -231,8 +280,18 @@ mod tests {
                     }
                     let want = line.iter().position(|&x| x == b);
                     assert_eq!(find_byte(&line, b), want, "find {b:#x} in {line:?}");
+                    assert_eq!(count_byte(&line, b), line.iter().filter(|&&x| x == b).count(), "count {b:#x} in {line:?}");
+                    assert_eq!(count_byte(&line, b'a'), line.iter().filter(|&&x| x == b'a').count(), "count 'a' in {line:?}");
                     let ok = |x: u8| (0x20..=0x7e).contains(&x) || matches!(x, b'\t' | b'\r' | b'\x0b' | b'\x0c');
                     assert_eq!(first_raw_refused(&line), line.iter().copied().find(|&x| !ok(x)), "refused in {line:?}");
+                    // One line's scan: its end, its comment, its first refused byte.
+                    let end = line.iter().position(|&x| x == b'\n').unwrap_or(len);
+                    let content = line[..end].iter().position(|&x| x == b'#').unwrap_or(end);
+                    let refused = line[..content].iter().copied().find(|&x| !ok(x));
+                    assert_eq!(scan_line(&line), (end, content, refused), "scan of {line:?}");
+                    let mut two = line.clone();
+                    two.extend_from_slice(b"\nnext line");
+                    assert_eq!(scan_line(&two), (end, content, refused), "scan of {two:?}");
                 }
             }
         }

@@ -99,13 +99,7 @@ fn arena_size(c: &Counts) -> usize {
 
 /// How many lines `text` has (a last line without its newline counts).
 fn count_lines(text: &[u8]) -> usize {
-    let mut n = 0;
-    let mut rest = text;
-    while let Some(i) = super::lex::find_byte(rest, b'\n') {
-        n += 1;
-        rest = &rest[i + 1..];
-    }
-    n + !rest.is_empty() as usize
+    super::lex::count_byte(text, b'\n') + (!text.is_empty() && !text.ends_with(b"\n")) as usize
 }
 
 /// How many tasks, objects and targets there are (when the arena cannot be sized by lines);
@@ -113,13 +107,13 @@ fn count_lines(text: &[u8]) -> usize {
 fn count(text: &[u8]) -> Result<Counts, PlanError> {
     let mut c = Counts { tasks: 0, objects: 0, targets: 0 };
     let (mut header, mut header_line, mut last_line) = (false, 1, 1);
-    for (no, content) in Lines::new(text) {
+    for (no, content, refused) in Lines::new(text) {
         last_line = no;
         // Only printable ASCII and the blanks between words stand raw. Anything else (a NUL,
         // which the kernel would take for the end of a path; control bytes; UTF-8) must be
         // percent-encoded, so that every path means what it says and every error line prints
         // safely.
-        if let Some(b) = super::lex::first_raw_refused(content) {
+        if let Some(b) = refused {
             return Err(err_raw_byte(no, b));
         }
         let mut toks = Tokens::new(content);
@@ -233,13 +227,13 @@ fn fill(
 ) -> Result<(usize, usize, usize), PlanError> {
     let (mut nt, mut no, mut nx) = (0usize, 0usize, 0usize);
     let (mut header, mut header_line, mut last_line) = (false, 1, 1);
-    for (line, content) in Lines::new(text) {
+    for (line, content, refused) in Lines::new(text) {
         last_line = line;
         // Only printable ASCII and the blanks between words stand raw. Anything else (a NUL,
         // which the kernel would take for the end of a path; control bytes; UTF-8) must be
         // percent-encoded, so that every path means what it says and every error line prints
         // safely.
-        if let Some(b) = super::lex::first_raw_refused(content) {
+        if let Some(b) = refused {
             return Err(err_raw_byte(line, b));
         }
         let mut toks = Tokens::new(content);
