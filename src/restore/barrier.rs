@@ -48,6 +48,11 @@ pub struct SharedTask {
     pub code: AtomicU32,
     pub len: AtomicU32,
     pub text: [u8; 240],
+    /// As a receiver: how many of its batches (in its order) have their sockets bound. Its
+    /// openers read it: this is the window's credit, which no message has to carry.
+    pub bound: AtomicU32,
+    /// As an opener: 1 while it waits for credits, so that a receiver that binds more wakes it.
+    pub waiting: AtomicU32,
 }
 
 /// `run`'s shared mapping: a header, then one record per task (plan order).
@@ -299,6 +304,39 @@ impl<'a> Barrier<'a> {
     /// connected to a name a stranger held for a while, and credentials must vouch instead.
     pub fn homes_vouched(&self) -> bool {
         matches!(self.mode, Mode::Shared(_))
+    }
+
+    /// Publishes (under `run`) that receiver `t` has bound the sockets of its first `n`
+    /// batches. Sequentially consistent, with `is_waiting` after it: an opener that starts to
+    /// wait either sees these sockets or is seen waiting.
+    pub fn publish_bound(&self, t: usize, n: u32) {
+        if let Mode::Shared(sh) = self.mode {
+            sh.task(t).bound.store(n, Ordering::SeqCst);
+        }
+    }
+
+    /// How many of receiver `r`'s batches are bound, as far as `run`'s shared page says (0
+    /// elsewhere, where every socket is bound before the barrier and no credit is needed).
+    pub fn bound_of(&self, r: usize) -> u32 {
+        match self.mode {
+            Mode::Shared(sh) => sh.task(r).bound.load(Ordering::Acquire),
+            _ => 0,
+        }
+    }
+
+    /// Marks (under `run`) opener `t` as waiting for credits, or no longer.
+    pub fn set_waiting(&self, t: usize, waiting: bool) {
+        if let Mode::Shared(sh) = self.mode {
+            sh.task(t).waiting.store(waiting as u32, Ordering::SeqCst);
+        }
+    }
+
+    /// Whether opener `u` waits for credits (and must be woken at its home socket).
+    pub fn is_waiting(&self, u: usize) -> bool {
+        match self.mode {
+            Mode::Shared(sh) => sh.task(u).waiting.load(Ordering::SeqCst) != 0,
+            _ => false,
+        }
     }
 
     /// Reports "bound" and waits for "go".

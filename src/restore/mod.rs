@@ -66,8 +66,6 @@ struct Run {
     end: u32,
     next: u32,
     bound: u32,
-    /// A credit the opener's full queue refused: sent again when the socket is writable.
-    owed: u32,
 }
 
 // SAFETY: plain integers, valid when zero.
@@ -81,7 +79,6 @@ struct Lane {
     len: u32,
     sent: u32,
     pre: u32,
-    receiver: u32,
 }
 
 // SAFETY: plain integers, valid when zero.
@@ -98,15 +95,13 @@ struct Task<'a, 'p, 'r> {
     runs: &'a mut [Run],
     /// Batches still to receive.
     remaining: usize,
-    /// Per receiver (task index): batches below this index may be sent (beyond the window).
-    credit: &'a mut [u32],
-    /// Some receiver of ours slides its window: credits arrive at the home socket.
-    credited: bool,
+    /// Some receiver of ours slides its window: while this task waits for its credits, a wake
+    /// may arrive at the home socket.
+    wakes: bool,
     /// How many placeholders `Slots::fill_holes` may put down.
     filler_budget: usize,
-    /// `window_for` where a credit's sender can be checked by pid (under `run`); elsewhere
-    /// every receiving socket is bound before the barrier, so no credit is ever needed or
-    /// believed.
+    /// `window_for` under `run`, whose shared page carries the credits; elsewhere every
+    /// receiving socket is bound before the barrier, so no credit is ever needed.
     window: u32,
     /// `Barrier::homes_vouched`: receiving sockets need no SO_PASSCRED, messages no credentials.
     vouched: bool,
@@ -168,16 +163,14 @@ pub fn restore_task(
     let existing = preserved.as_ref().map_or(&[][..], |p| p.existing);
     let mut slots = Slots::new(planned, session.keep, limit, barrier.fds(), &inherited, existing);
     let nt = plan.tasks.len();
-    let mut run_arena = crate::arena::Arena::map(crate::arena::bytes_for::<Run>(nt) + crate::arena::bytes_for::<u32>(nt) + crate::arena::bytes_for::<Lane>(nt))
+    let mut run_arena = crate::arena::Arena::map(crate::arena::bytes_for::<Run>(nt) + crate::arena::bytes_for::<Lane>(nt))
         .map_err(|e| Failure::sys(t, "mmap", e))?;
     let runs = run_arena.take::<Run>(nt);
-    let credit = run_arena.take::<u32>(nt);
     let lanes = run_arena.take::<Lane>(nt);
     // Placeholders may take what the restore will never need, less room for the few fds an
     // open or a received batch holds for a moment.
     let filler_budget = (limit as usize).saturating_sub(need + extra_need + TRANSIENT_FDS);
-    // A credit proves its sender only by pid: a process of the tasks' uid that knows the
-    // session could bind names past the window and credit them to itself.
+    // Credits live in `run`'s shared page, which nobody outside the group can write.
     let window = if matches!(barrier.mode, barrier::Mode::Shared(_)) { window_for(nt) } else { u32::MAX };
     let mut task = Task {
         plan,
@@ -189,8 +182,7 @@ pub fn restore_task(
         uid: proc::getuid(),
         runs,
         remaining: 0,
-        credit,
-        credited: false,
+        wakes: false,
         filler_budget,
         window,
         vouched: barrier.homes_vouched(),
@@ -391,10 +383,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             self.home = move_to(s, to).map_err(|e| Failure::sys(t, "dup3 (home socket)", e))?;
             let name = self.session.names.home(self.id);
             sock::bind(self.home, &name).map_err(|e| bind_failure(t, e, "bind (home socket)"))?;
-            self.credited = self.roles.sends(t).iter().any(|&k| !self.pre_credited(k));
-            if self.credited {
-                sock::set_socket_int(self.home, n::SO_PASSCRED, 1).map_err(|e| Failure::sys(t, "setsockopt SO_PASSCRED", e))?;
-            }
+            self.wakes = self.roles.sends(t).iter().any(|&k| !self.pre_credited(k));
         }
         barrier.home_bound(t);
         barrier.prepare(self.plan, &self.session.names, slots, t, deadline)?;
@@ -440,7 +429,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             while end < te && self.roles.batches[end].opener == opener {
                 end += 1;
             }
-            self.runs[nruns] = Run { end: end as u32, next: bi as u32, bound: bi as u32, owed: 0 };
+            self.runs[nruns] = Run { end: end as u32, next: bi as u32, bound: bi as u32 };
             nruns += 1;
             bi = end;
         }
@@ -452,7 +441,9 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         }
         self.bind_next = tb as u32;
         let first = (te - tb).min(self.window as usize) as u32;
-        self.bind_more(first, barrier.abort_fd())
+        self.bind_more(first, barrier.abort_fd())?;
+        barrier.publish_bound(t, first);
+        Ok(())
     }
 
     /// Binds the next `n` sockets in this task's order (run after run), moving `bind_run` along.
@@ -515,72 +506,45 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
     }
 
     /// Slides the window once enough has arrived (a quarter of it, or all that is left): binds
-    /// the next sockets, then tells each opener whose run they belong to (from its run's last
-    /// socket bound, so that the socket's name vouches for the credit).
-    fn refill(&mut self, abort_fd: Fd) -> Result<(), Failure> {
-        let end = self.roles.task_batches[self.t + 1];
-        let unbound = end - self.bind_next;
+    /// the next sockets, publishes how many are bound (the credit, in `run`'s shared page), and
+    /// wakes each opener concerned that waits for it (from the last socket bound of its run,
+    /// which is connected to its home).
+    fn refill(&mut self, barrier: &Barrier<'_>) -> Result<(), Failure> {
+        let (tb, te) = (self.roles.task_batches[self.t], self.roles.task_batches[self.t + 1]);
+        let unbound = te - self.bind_next;
         let room = self.window.saturating_sub(self.outstanding).min(unbound);
         if room == 0 || room < (self.window / 4).max(1).min(unbound) {
             return Ok(());
         }
         let from = self.bind_run;
         let before = self.runs[from].bound;
-        self.bind_more(room, abort_fd)?;
+        self.bind_more(room, barrier.abort_fd())?;
+        barrier.publish_bound(self.t, self.bind_next - tb);
         // Every run past `from` that the binding reached got sockets; `from` maybe none.
         for k in from..=self.bind_run {
-            if k > from || self.runs[k].bound > before {
-                self.runs[k].owed = self.runs[k].bound;
-                self.send_credit(k)?;
+            let r = self.runs[k];
+            if k == from && r.bound == before {
+                continue;
+            }
+            let last = self.roles.batches[r.bound as usize - 1];
+            if barrier.is_waiting(last.opener as usize) {
+                // A full queue (EAGAIN) at the home wakes the opener anyway.
+                match sock::send(last.slot as Fd, b"w", n::MSG_DONTWAIT) {
+                    Ok(_) => {}
+                    Err(e) if e == Errno::AGAIN || e == Errno::INTR => {}
+                    Err(e) => return Err(Failure::sys(self.t, "send (a wake to", e).peer(last.opener as usize).then(")")),
+                }
             }
         }
         Ok(())
     }
 
-    /// Sends run `k`'s owed credit, if any; a full queue at the opener leaves it owed.
-    fn send_credit(&mut self, k: usize) -> Result<(), Failure> {
-        let r = self.runs[k];
-        if r.owed == 0 {
-            return Ok(());
-        }
-        let last = self.roles.batches[r.owed as usize - 1];
-        let opener_id = self.plan.tasks[last.opener as usize].id;
-        let header = Header::credit(self.id, opener_id, last.index + 1, self.session.names.plan_hash);
-        match transport::send_credit(last.slot as Fd, &header) {
-            Ok(()) => {
-                self.runs[k].owed = 0;
-                Ok(())
-            }
-            Err(e) if e == Errno::AGAIN || e == Errno::INTR => Ok(()),
-            Err(e) => Err(Failure::sys(self.t, "send (credit to", e).peer(last.opener as usize).then(")")),
-        }
-    }
-
-    /// Takes the credits queued at the home socket. Only a credit from the receiver's own
-    /// socket (its name, its uid, and under `run` its pid) counts; anything else is dropped.
-    fn take_credits(&mut self, barrier: &Barrier<'_>) {
-        // Room for credentials only: fds a stranger attaches are dropped by the kernel, never
-        // installed here (so there is nothing to close, and no close that could block).
-        let mut buf = [0u8; core::mem::size_of::<Header>() + 8];
+    /// Drops what is queued at the home socket: wakes (and anything a stranger sent). Room for
+    /// credentials only: fds a stranger attaches are dropped by the kernel, never installed.
+    fn drain_home(&mut self) {
+        let mut buf = [0u8; 8];
         let mut from = crate::sys::socket::UnixAddr::abstract_name(b"");
-        while let Ok((len, creds)) = barrier::recv_plain(self.home, &mut buf, &mut from) {
-            // SAFETY: Header is plain integers; buf holds at least its size.
-            let h: Header = unsafe { core::ptr::read_unaligned(buf.as_ptr() as *const Header) };
-            if len != core::mem::size_of::<Header>() || h.magic != transport::CREDIT_MAGIC || h.opener != self.id || h.plan_hash != self.session.names.plan_hash || h.index == 0 {
-                continue;
-            }
-            let Some(r) = self.plan.task_by_id(h.receiver) else { continue };
-            let from_ok = from.name_bytes() == self.session.names.rx(h.receiver, self.id, h.index - 1).name_bytes();
-            let creds_ok = match (creds, barrier.pid_of(r)) {
-                (Some((_, uid)), _) if uid != self.uid => false,
-                (Some((pid, _)), Some(want)) => pid == want,
-                (Some(_), None) => true,
-                (None, _) => false,
-            };
-            if from_ok && creds_ok && h.index > self.credit[r] {
-                self.credit[r] = h.index;
-            }
-        }
+        while barrier::recv_plain(self.home, &mut buf, &mut from).is_ok() {}
     }
 
     /// Opens, in object order, this task's objects up to and including object `upto`, and
@@ -700,7 +664,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             // The receiver binds its first `window` batches (in its order) before the barrier.
             let pos = k - self.roles.task_batches[b.receiver as usize];
             let pre = self.window.saturating_sub(pos).min(len);
-            self.lanes[live] = Lane { first: k, len, sent: 0, pre, receiver: b.receiver as u32 };
+            self.lanes[live] = Lane { first: k, len, sent: 0, pre };
             live += 1;
         }
         while live > 0 {
@@ -709,7 +673,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             while i < live {
                 let l = self.lanes[i];
                 // A lane's batch index is how many of it were sent.
-                if l.sent < l.pre || l.sent < self.credit[l.receiver as usize] {
+                if l.sent < l.pre || self.credited(l.first + l.sent, barrier) {
                     self.send_batch(l.first + l.sent, slots, barrier)?;
                     progressed = true;
                     self.lanes[i].sent += 1;
@@ -722,11 +686,23 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
                 i += 1;
             }
             if !progressed {
-                // Every lane waits for a credit: take one (or files, or an abort).
-                self.pump(None, barrier)?;
+                // Every lane waits for a credit. Waiting is published first, then the lanes
+                // are looked at again: a receiver that bound more meanwhile is seen, or it
+                // sees this task waiting and wakes it.
+                barrier.set_waiting(self.t, true);
+                if !self.lanes[..live].iter().any(|l| self.credited(l.first + l.sent, barrier)) {
+                    self.pump(None, barrier)?;
+                }
+                barrier.set_waiting(self.t, false);
             }
         }
         Ok(())
+    }
+
+    /// Whether batch `k`'s socket is bound, by its receiver's credit in `run`'s shared page.
+    fn credited(&self, k: u32, barrier: &Barrier<'_>) -> bool {
+        let r = self.roles.batches[k as usize].receiver as usize;
+        k - self.roles.task_batches[r] < barrier.bound_of(r)
     }
 
     /// Opens what batch `k` carries (if not yet) and sends it.
@@ -784,11 +760,11 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             self.remaining -= 1;
             self.outstanding -= 1;
         }
-        self.refill(barrier.abort_fd())
+        self.refill(barrier)
     }
 
-    /// Waits for the next message of any run (and `tx` writable, if given; credits, if any
-    /// come), then takes what is ready.
+    /// Waits for the next message of any run (and `tx` writable, if given; a wake at the home,
+    /// where one may come), then takes what is ready.
     fn pump(&mut self, tx: Option<Fd>, barrier: &Barrier<'_>) -> Result<(), Failure> {
         self.pump_until(tx, barrier, self.session.deadline)
     }
@@ -809,19 +785,13 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
                 self.roles.pending[total] = k as u32;
                 total += 1;
             }
-            if r.owed != 0 {
-                let last = self.roles.batches[r.owed as usize - 1].slot as Fd;
-                self.roles.pollfds[total] = g::pollfd { fd: last, events: g::POLLOUT as i16, revents: 0 };
-                self.roles.pending[total] = k as u32 | 1 << 31;
-                total += 1;
-            }
         }
         let heads = total;
         if let Some(tx) = tx {
             self.roles.pollfds[total] = g::pollfd { fd: tx, events: g::POLLOUT as i16, revents: 0 };
             total += 1;
         }
-        let home = if self.credited { self.home } else { -1 };
+        let home = if self.wakes { self.home } else { -1 };
         if home >= 0 {
             self.roles.pollfds[total] = g::pollfd { fd: home, events: g::POLLIN as i16, revents: 0 };
             total += 1;
@@ -846,19 +816,13 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             return Err(Failure::new(EXIT_PEER, self.t, "aborted by the parent (another process failed)"));
         }
         if home >= 0 && self.roles.pollfds[total - 1 - (watch >= 0) as usize].revents != 0 {
-            self.take_credits(barrier);
+            self.drain_home();
         }
         for i in 0..heads {
             if self.roles.pollfds[i].revents == 0 {
                 continue;
             }
-            let tag = self.roles.pending[i];
-            let k = (tag & !(1 << 31)) as usize;
-            if tag & 1 << 31 != 0 {
-                self.send_credit(k)?;
-            } else {
-                self.drain_run(k, barrier)?;
-            }
+            self.drain_run(self.roles.pending[i] as usize, barrier)?;
         }
         if proc::monotonic_ns() >= self.session.deadline && (self.remaining > 0 || tx.is_some()) {
             return Err(self.timeout());

@@ -216,8 +216,8 @@ impl<'a> Roles<'a> {
                 held[plan.objects[f / 2].opener as usize] += 1;
             }
         }
-        // Per run (at most one per batch): its head, and an owed credit; then tx, home, abort.
-        let npoll = 2 * max_batches as usize + 3;
+        // Per run (at most one per batch): its head; then tx, home, abort.
+        let npoll = max_batches as usize + 3;
         // What each task writes while it restores: private, and untouched until a fork has
         // its own copy (so no fork copies a page of it).
         let mut own = Arena::map(bytes_for::<i32>(nf) + bytes_for::<linux_raw_sys::general::pollfd>(npoll) + bytes_for::<u32>(npoll))?;

@@ -77,18 +77,12 @@ pub struct Header {
 }
 
 pub const MAGIC: u32 = u32::from_le_bytes(*b"FDS1");
-/// A credit: `index` is how many of the receiver's batches from `opener` are bound now.
-pub const CREDIT_MAGIC: u32 = u32::from_le_bytes(*b"FDSC");
 const HEADER: usize = size_of::<Header>();
 const SLOTS_MAX: usize = MAX_BATCH as usize * 4;
 
 impl Header {
     pub fn for_batch(b: &Batch, receiver_id: u16, opener_id: u16, plan_hash: u64) -> Header {
         Header { magic: MAGIC, count: b.count as u32, receiver: receiver_id, opener: opener_id, index: b.index, plan_hash }
-    }
-
-    pub fn credit(receiver_id: u16, opener_id: u16, bound: u32, plan_hash: u64) -> Header {
-        Header { magic: CREDIT_MAGIC, count: 0, receiver: receiver_id, opener: opener_id, index: bound, plan_hash }
     }
 }
 
@@ -159,13 +153,6 @@ impl Outgoing {
         // SAFETY: every pointer in msg refers to a live buffer of the stated length.
         unsafe { sock::sendmsg(from, &msg, n::MSG_DONTWAIT | n::MSG_NOSIGNAL) }.map(|_| ())
     }
-}
-
-/// Sends a credit from a receiving socket to the opener's home, to which it is connected.
-pub fn send_credit(from: Fd, header: &Header) -> Result<(), Errno> {
-    // SAFETY: Header is plain integers; viewing it as bytes is sound.
-    let bytes = unsafe { core::slice::from_raw_parts(header as *const Header as *const u8, HEADER) };
-    sock::send(from, bytes, n::MSG_DONTWAIT).map(|_| ())
 }
 
 /// What one receiving socket delivered; the task keeps one and reuses it.
