@@ -58,7 +58,7 @@ fn header(b: &[u8]) -> Header {
     let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().unwrap()) as usize;
     assert_eq!(u32_at(8), 2, "version");
     let h = Header { entry: u32_at(12), image: u64_at(16), memory: u64_at(24), stack_need: u64_at(32), exec: u64_at(40) };
-    assert!(h.exec % 4096 == 0 && h.entry < h.exec && h.exec <= h.image, "read+exec part: {:#x}", h.exec);
+    assert!(h.exec.is_multiple_of(4096) && h.entry < h.exec && h.exec <= h.image, "read+exec part: {:#x}", h.exec);
     assert_eq!(h.image, b.len(), "the header's image size is the file's");
     assert!(h.memory >= h.image && h.entry < h.image);
     h

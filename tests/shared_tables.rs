@@ -398,7 +398,9 @@ forms!(nested_sibling_group: batch1 = Some(1), batch_default = None);
 #[test]
 fn groups_without_stop() {
     let d = TmpDir::new("shnostop");
-    let shapes: &[&[(u16, Option<u16>, Option<u16>)]] = &[
+    // (task, parent, files=) per task.
+    type Shape<'a> = &'a [(u16, Option<u16>, Option<u16>)];
+    let shapes: &[Shape] = &[
         &[(1, None, None), (2, Some(1), Some(1))],
         &[(1, None, None), (2, Some(1), Some(1)), (3, Some(1), None)],
         &[(1, None, None), (2, Some(1), Some(1)), (3, Some(2), None)],

@@ -1537,6 +1537,11 @@ fn probe_pair(
     }
 }
 
+/// An object's end: (object id, end).
+type EndKey = (u32, u8);
+/// One fd of a task: (task id, pid, fd).
+type TaskFd = (u16, i32, u32);
+
 /// The kernel checker. Returns every problem found (empty: the tables are as planned).
 ///
 /// 1. /proc/PID/fd holds exactly the planned fds (plus `keep`);
@@ -1549,7 +1554,7 @@ fn probe_pair(
 pub fn check_tables(exp: &Expect, pids: &BTreeMap<u16, i32>, opts: &CheckOpts) -> Vec<String> {
     let mut errs = Vec::new();
     // Per (object, end): its fds as (task, pid, fd).
-    let mut groups: BTreeMap<(u32, u8), Vec<(u16, i32, u32)>> = BTreeMap::new();
+    let mut groups: BTreeMap<EndKey, Vec<TaskFd>> = BTreeMap::new();
     let mut group_slot: BTreeMap<(u32, u8), Slot> = BTreeMap::new();
     // ident → (readlink, task, fd) of its first fd.
     let mut idents: BTreeMap<u32, (String, u16, u32)> = BTreeMap::new();
@@ -1688,7 +1693,7 @@ pub fn check_tables(exp: &Expect, pids: &BTreeMap<u16, i32>, opts: &CheckOpts) -
         }
     }
     // Sharing: every fd of a group against its representative.
-    let mut reps: Vec<((u32, u8), (u16, i32, u32))> = Vec::new();
+    let mut reps: Vec<(EndKey, TaskFd)> = Vec::new();
     for (&key, members) in &groups {
         let rep = members[0];
         for &m in &members[1..] {
