@@ -142,6 +142,18 @@ def random_plan(path, tasks, fds_per_task, seed):
     return "\n".join(lines) + "\n", sum(fds_per_task for _ in range(tasks))
 
 
+def received_fds(plan_text):
+    """Fds the plan's tasks receive: every target of an object but one (its opener's; the
+    generated plans never name another opener, and each object's opener holds it)."""
+    received = 0
+    for line in plan_text.splitlines():
+        if line.startswith("reg "):
+            received -= 1
+        elif line.startswith("  at "):
+            received += 1
+    return received
+
+
 def run_once(plan_file, batch):
     start = time.perf_counter()
     p = subprocess.Popen([FDSLOT, "run", plan_file, "--stop", "--batch", str(batch), "--timeout", "60"],
@@ -326,7 +338,7 @@ def main():
                 calls = syscalls(plan, batch, tmp)
                 rows.append((f"{n} files x {children + 1} tasks", batch, fds, ms, us_fd, ms / floor_ms, rss,
                              f"{criu / ms:.0f}x" if criu else "", calls / fds if calls else None, floor_ms,
-                             (ms - forks[children]) * 1000.0 / fds))
+                             (ms - forks[children]) * 1000.0 / fds, ms * 1000.0 / received_fds(plan)))
                 series.setdefault(f"K={children} batch={batch}", []).append((fds, us_fd))
     many = [(10, 100)] if quick else [(100, 1000), (1000, 100)]
     for tasks, per in many:
@@ -340,7 +352,8 @@ def main():
             ms, rss = got[batch]
             calls = syscalls(text, batch, tmp)
             rows.append((f"{tasks} tasks x {per} fds, random sharing", batch, fds, ms, ms * 1000.0 / fds, ms / floor_ms, rss,
-                         "", calls / fds if calls else None, floor_ms, (ms - forks[tasks - 1]) * 1000.0 / fds))
+                         "", calls / fds if calls else None, floor_ms, (ms - forks[tasks - 1]) * 1000.0 / fds,
+                         ms * 1000.0 / received_fds(text)))
     inject_reps = 3 if quick else 21
     move = f"fdslot 1\ntask 1\nreg 1 {target} flags=wronly\n  at 1:1\n"
     shared = "fdslot 1\ntask 1\ntask 2\n" + "".join(
@@ -358,14 +371,15 @@ def main():
     blob_size = os.stat(BLOB).st_size
     lines = ["# fdslot run --stop: restore time (medians of %d; each row's plan, its floor and its fork+exit floor run in turn)" % reps, "",
              f"fdslot stripped size: {size} bytes; fdslot.blob: {blob_size} bytes", "",
-             "| plan | --batch | fds | ms | us/fd | us/fd net | floor ms | vs floor | syscalls/fd | peak RSS/task (KiB) | beyond plan (KiB) | vs CRIU 4.2 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, batch, fds, ms, us, ratio, (rss, beyond), criu, calls, floor_ms, net in rows:
+             "| plan | --batch | fds | ms | us/fd | us/fd net | us/received fd | floor ms | vs floor | syscalls/fd | peak RSS/task (KiB) | beyond plan (KiB) | vs CRIU 4.2 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, batch, fds, ms, us, ratio, (rss, beyond), criu, calls, floor_ms, net, per_recv in rows:
         r = f"{ratio:.2f}" if ratio else ""
         c = f"{calls:.1f}" if calls else ""
         fl = f"{floor_ms:.1f}" if floor_ms else ""
-        lines.append(f"| {name} | {batch} | {fds} | {ms:.1f} | {us:.2f} | {net:.2f} | {fl} | {r} | {c} | {rss} | {beyond} | {criu} |")
+        lines.append(f"| {name} | {batch} | {fds} | {ms:.1f} | {us:.2f} | {net:.2f} | {per_recv:.2f} | {fl} | {r} | {c} | {rss} | {beyond} | {criu} |")
     lines += ["", "us/fd net: (ms - the fork+exit floor of the same tasks) per fd, the part that grows with N.",
+              "us/received fd: ms over the fds sent from one task to another (all but the opener's).",
               "beyond plan: a task's resident memory outside the plan's own pages (the plan file's",
               "mapping and the arenas sized from it): the image, the stack, the vdso.",
               "floor: the same tasks and fds, every fd a private open in its own task (nothing sent).",
