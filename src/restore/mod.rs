@@ -528,10 +528,12 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             }
             let last = self.roles.batches[r.bound as usize - 1];
             if barrier.is_waiting(last.opener as usize) {
-                // A full queue (EAGAIN) at the home wakes the opener anyway.
+                // A full queue (EAGAIN) at the home wakes the opener anyway. The opener may
+                // also have seen the credit, sent everything and closed its home since it was
+                // seen waiting (ECONNREFUSED, then ENOTCONN): it needs no wake then.
                 match sock::send(last.slot as Fd, b"w", n::MSG_DONTWAIT) {
                     Ok(_) => {}
-                    Err(e) if e == Errno::AGAIN || e == Errno::INTR => {}
+                    Err(e) if e == Errno::AGAIN || e == Errno::INTR || e == Errno::CONNREFUSED || e == Errno::NOTCONN => {}
                     Err(e) => return Err(Failure::sys(self.t, "send (a wake to", e).peer(last.opener as usize).then(")")),
                 }
             }

@@ -29,6 +29,7 @@ impl Errno {
     pub const INVAL: Errno = Errno(e::EINVAL as u16);
     pub const BADF: Errno = Errno(e::EBADF as u16);
     pub const CONNREFUSED: Errno = Errno(e::ECONNREFUSED as u16);
+    pub const NOTCONN: Errno = Errno(e::ENOTCONN as u16);
     pub const NOENT: Errno = Errno(e::ENOENT as u16);
     pub const TOOMANYREFS: Errno = Errno(e::ETOOMANYREFS as u16);
     pub const TIMEDOUT: Errno = Errno(e::ETIMEDOUT as u16);
