@@ -64,8 +64,9 @@ fn scan_line(rest: &[u8]) -> (usize, usize, Option<u8>) {
     }
 }
 
-// Word-at-a-time scanning: a plan of a million lines is read twice, and the size-optimised
-// build would otherwise test (and call out for) every byte.
+// Word-at-a-time scanning: a plan of a million lines is scanned once for its newlines and
+// once line by line, and the size-optimised build would otherwise test (and call out for)
+// every byte.
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGHS: u64 = 0x8080_8080_8080_8080;
 
@@ -118,15 +119,6 @@ pub fn find_byte(hay: &[u8], b: u8) -> Option<usize> {
 #[inline(always)]
 pub fn raw_byte_ok(b: u8) -> bool {
     (b >= 0x20 && b <= 0x7e) || (b >= b'\t' && b <= b'\r' && b != b'\n')
-}
-
-/// The first byte of `line` that may not stand raw in a plan, if any.
-pub fn first_raw_refused(line: &[u8]) -> Option<u8> {
-    let mut i = 0;
-    while i + 8 <= line.len() && not_printable_mask(word(line, i)) == 0 {
-        i += 8;
-    }
-    line[i..].iter().copied().find(|&b| !raw_byte_ok(b))
 }
 
 /// The whitespace-separated tokens of one line's content, once `Lines` found no byte in it
@@ -283,7 +275,6 @@ mod tests {
                     assert_eq!(count_byte(&line, b), line.iter().filter(|&&x| x == b).count(), "count {b:#x} in {line:?}");
                     assert_eq!(count_byte(&line, b'a'), line.iter().filter(|&&x| x == b'a').count(), "count 'a' in {line:?}");
                     let ok = |x: u8| (0x20..=0x7e).contains(&x) || matches!(x, b'\t' | b'\r' | b'\x0b' | b'\x0c');
-                    assert_eq!(first_raw_refused(&line), line.iter().copied().find(|&x| !ok(x)), "refused in {line:?}");
                     // One line's scan: its end, its comment, its first refused byte.
                     let end = line.iter().position(|&x| x == b'\n').unwrap_or(len);
                     let content = line[..end].iter().position(|&x| x == b'#').unwrap_or(end);
