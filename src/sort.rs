@@ -1,5 +1,6 @@
-//! A small in-place heapsort. `core`'s `sort_unstable` is fast but costs several kilobytes of
-//! code per element type, which an image injected into other processes cannot afford.
+//! Small sorts: an in-place heapsort, a linear LSD radix sort and a merge sort, both through
+//! caller-given scratch. `core`'s `sort_unstable` is fast but costs several kilobytes of code
+//! per element type, which an image injected into other processes cannot afford.
 
 /// Sorts `v` by `key`, in place, in O(n log n) without allocating; in O(n) when it already is
 /// (received fds come in ascending order, objects mostly by id).

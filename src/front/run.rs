@@ -34,7 +34,6 @@ struct Run<'a> {
     envp: *const *const u8,
 }
 
-
 /// `fdslot run`.
 ///
 /// # Safety
