@@ -2,7 +2,7 @@
 CARGO ?= cargo
 BIN := target/release/fdslot
 
-.PHONY: all build blob test demo size bench bench-quick bench-deps clean check-toolchain initramfs boot-test boot-deps fuzz fuzz-smoke
+.PHONY: all build blob test demo size bench bench-quick bench-build bench-deps clean check-toolchain initramfs boot-test boot-deps fuzz fuzz-smoke
 
 all: build
 
@@ -65,10 +65,14 @@ demo: build
 bench-deps:
 	@command -v strace >/dev/null || { command -v apt-get >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null; } || echo "bench: no strace, no syscall counts" >&2
 
-bench: build blob bench-deps
+# examples/seed_floor: the kernel's own cost of the seed's form, which the table compares with.
+bench-build: build blob
+	$(CARGO) build --release --example seed_floor
+
+bench: bench-build bench-deps
 	python3 bench/bench.py
 
-bench-quick: build blob bench-deps
+bench-quick: bench-build bench-deps
 	python3 bench/bench.py --quick
 
 size: build blob

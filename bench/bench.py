@@ -27,6 +27,7 @@ import time
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FDSLOT = os.environ.get("FDSLOT_BIN", os.path.join(TOP, "target", "release", "fdslot"))
 BLOB = os.environ.get("FDSLOT_BLOB", os.path.join(TOP, "fdslot.blob"))
+SEED_FLOOR = os.path.join(TOP, "target", "release", "examples", "seed_floor")
 OUT = os.path.join(TOP, "bench", "results")
 # CRIU 4.2 on these machines, whole restore of N files inherited by K children (median of 5).
 CRIU_MS = {(1000, 4): 184.0, (10000, 1): 187.0, (10000, 4): 3965.0}
@@ -142,6 +143,11 @@ def random_plan(path, tasks, fds_per_task, seed):
     return "\n".join(lines) + "\n", sum(fds_per_task for _ in range(tasks))
 
 
+def plan_tasks(plan_text):
+    """How many tasks a plan declares."""
+    return sum(1 for line in plan_text.splitlines() if line.startswith("task "))
+
+
 def received_fds(plan_text):
     """Fds the plan's tasks receive: every target of an object but one (its opener's; the
     generated plans never name another opener, and each object's opener holds it)."""
@@ -152,6 +158,44 @@ def received_fds(plan_text):
         elif line.startswith("  at "):
             received += 1
     return received
+
+
+def seed_costs(target):
+    """The kernel's own cost of the seed's form on this machine, in us per file: (receiver,
+    open, send), from examples/seed_floor (one thread, no fdslot); None if it is not built."""
+    if not os.path.exists(SEED_FLOOR):
+        return None
+    out = subprocess.run([SEED_FLOOR, target, "2000", "5"], stdout=subprocess.PIPE, check=True).stdout.split()
+    return float(out[1]), float(out[3]), float(out[5])
+
+
+def seed_floor_ms(plan_text, costs):
+    """The least wall time the seed's form could take for the plan, from the kernel's costs
+    alone: no receiver takes its files faster than one receiver's syscalls allow, and every
+    task's syscalls (per received fd: the receiver's and one send; per object: one open) share
+    the machine's cores. Openers as fdslot picks them: the lowest task among the targets."""
+    rx, open_us, send_us = costs
+    received, objects, holders = {}, 0, []
+
+    def flush():
+        if holders:
+            opener = min(holders)
+            for t in holders:
+                if t != opener:
+                    received[t] = received.get(t, 0) + 1
+
+    for line in plan_text.splitlines():
+        if line.startswith("reg "):
+            flush()
+            holders = []
+            objects += 1
+        elif line.startswith("  at "):
+            holders.append(int(line.split()[1].split(":")[0]))
+    flush()
+    total = sum(received.values())
+    one_receiver = max(received.values(), default=0) * rx
+    all_tasks = (total * (rx + send_us) + objects * open_us) / (os.cpu_count() or 1)
+    return max(one_receiver, all_tasks) / 1000.0
 
 
 def run_once(plan_file, batch):
@@ -322,38 +366,46 @@ def main():
     with open(target, "w") as f:
         f.write("x")
     rows, series = [], {}
+    # Every fork+exit measurement of a task count; the net figures use their median.
     forks = {}
+    # The seed's kernel costs, measured right after each set (the machine's speed drifts).
+    measured_costs = []
+
+    def add_rows(name, plan, fds, got, criu=None):
+        forks.setdefault(plan_tasks(plan), []).append(got["fork"][0])
+        costs = seed_costs(target)
+        if costs:
+            measured_costs.append(costs)
+        floor_ms = got["floor"][0]
+        for batch in (1, 253):
+            ms, (rss, beyond) = got[batch]
+            calls = syscalls(plan, batch, tmp)
+            seed_floor = seed_floor_ms(plan, costs) if batch == 1 and costs else None
+            rows.append(dict(name=name, batch=batch, fds=fds, ms=ms, floor_ms=floor_ms, rss=rss, beyond=beyond,
+                             criu=f"{criu / ms:.0f}x" if criu else "", calls=calls / fds if calls else None,
+                             tasks=plan_tasks(plan), received=received_fds(plan), seed_floor=seed_floor))
+
     for children in (1, 4):
         for n in sizes:
             fds = n * (children + 1)
             plan = shared_plan(target, n, children)
             got = measure_set([("fork", tasks_only_plan(children), 253), ("floor", private_plan(target, n, children), 253),
                                (1, plan, 1), (253, plan, 253)], reps, tmp)
-            forks[children] = got["fork"][0]
-            floor_ms = got["floor"][0]
+            add_rows(f"{n} files x {children + 1} tasks", plan, fds, got, CRIU_MS.get((n, children)))
             for batch in (1, 253):
-                ms, rss = got[batch]
-                us_fd = ms * 1000.0 / fds
-                criu = CRIU_MS.get((n, children))
-                calls = syscalls(plan, batch, tmp)
-                rows.append((f"{n} files x {children + 1} tasks", batch, fds, ms, us_fd, ms / floor_ms, rss,
-                             f"{criu / ms:.0f}x" if criu else "", calls / fds if calls else None, floor_ms,
-                             (ms - forks[children]) * 1000.0 / fds, ms * 1000.0 / received_fds(plan)))
-                series.setdefault(f"K={children} batch={batch}", []).append((fds, us_fd))
+                series.setdefault(f"K={children} batch={batch}", []).append((fds, got[batch][0] * 1000.0 / fds))
     many = [(10, 100)] if quick else [(100, 1000), (1000, 100)]
     for tasks, per in many:
         text, fds = random_plan(target, tasks, per, seed=tasks)
         many_reps = max(1, reps // 2 + 1)
         got = measure_set([("fork", tasks_only_plan(tasks - 1), 253), ("floor", private_tasks_plan(target, tasks, per), 253),
                            (1, text, 1), (253, text, 253)], many_reps, tmp)
-        forks[tasks - 1] = got["fork"][0]
-        floor_ms = got["floor"][0]
-        for batch in (1, 253):
-            ms, rss = got[batch]
-            calls = syscalls(text, batch, tmp)
-            rows.append((f"{tasks} tasks x {per} fds, random sharing", batch, fds, ms, ms * 1000.0 / fds, ms / floor_ms, rss,
-                         "", calls / fds if calls else None, floor_ms, (ms - forks[tasks - 1]) * 1000.0 / fds,
-                         ms * 1000.0 / received_fds(text)))
+        add_rows(f"{tasks} tasks x {per} fds, random sharing", text, fds, got)
+    fork_ms = {k: statistics.median(v) for k, v in forks.items()}
+
+    def cost_range(i):
+        v = sorted(c[i] for c in measured_costs)
+        return f"{v[0]:.2f}" if v[0] == v[-1] else f"{v[0]:.2f} to {v[-1]:.2f}"
     inject_reps = 3 if quick else 21
     move = f"fdslot 1\ntask 1\nreg 1 {target} flags=wronly\n  at 1:1\n"
     shared = "fdslot 1\ntask 1\ntask 2\n" + "".join(
@@ -371,19 +423,30 @@ def main():
     blob_size = os.stat(BLOB).st_size
     lines = ["# fdslot run --stop: restore time (medians of %d; each row's plan, its floor and its fork+exit floor run in turn)" % reps, "",
              f"fdslot stripped size: {size} bytes; fdslot.blob: {blob_size} bytes", "",
-             "| plan | --batch | fds | ms | us/fd | us/fd net | us/received fd | floor ms | vs floor | syscalls/fd | peak RSS/task (KiB) | beyond plan (KiB) | vs CRIU 4.2 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, batch, fds, ms, us, ratio, (rss, beyond), criu, calls, floor_ms, net, per_recv in rows:
-        r = f"{ratio:.2f}" if ratio else ""
-        c = f"{calls:.1f}" if calls else ""
-        fl = f"{floor_ms:.1f}" if floor_ms else ""
-        lines.append(f"| {name} | {batch} | {fds} | {ms:.1f} | {us:.2f} | {net:.2f} | {per_recv:.2f} | {fl} | {r} | {c} | {rss} | {beyond} | {criu} |")
+             "| plan | --batch | fds | ms | us/fd | us/fd net | us/received fd | floor ms | vs floor | seed's kernel floor ms | syscalls/fd | peak RSS/task (KiB) | beyond plan (KiB) | vs CRIU 4.2 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ms, fds = r["ms"], r["fds"]
+        net = (ms - fork_ms[r["tasks"]]) * 1000.0 / fds
+        c = f"{r['calls']:.1f}" if r["calls"] else ""
+        sf = f"{r['seed_floor']:.1f}" if r["seed_floor"] else ""
+        lines.append(f"| {r['name']} | {r['batch']} | {fds} | {ms:.1f} | {ms * 1000.0 / fds:.2f} | {net:.2f} | "
+                     f"{ms * 1000.0 / r['received']:.2f} | {r['floor_ms']:.1f} | {ms / r['floor_ms']:.2f} | {sf} | {c} | "
+                     f"{r['rss']} | {r['beyond']} | {r['criu']} |")
     lines += ["", "us/fd net: (ms - the fork+exit floor of the same tasks) per fd, the part that grows with N.",
               "us/received fd: ms over the fds sent from one task to another (all but the opener's).",
               "beyond plan: a task's resident memory outside the plan's own pages (the plan file's",
               "mapping and the arenas sized from it): the image, the stack, the vdso.",
               "floor: the same tasks and fds, every fd a private open in its own task (nothing sent).",
-              "fork+exit floor (the same tasks, no fds): " + ", ".join(f"{k + 1} tasks: {v:.1f} ms" for k, v in forks.items()) + ".",
+              "fork+exit floor (the same tasks, no fds; median of every such run): " +
+              ", ".join(f"{k} tasks: {v:.1f} ms" for k, v in fork_ms.items()) + ".",
+              ("seed's kernel floor: the least time the seed's form (--batch 1) could take, from what its syscalls "
+               "cost the kernel here, measured after each set (examples/seed_floor, one thread, no fdslot: per "
+               "received fd %s us for the receiver's socket, connect, bind, recvmsg, dup3 and close, %s us for the "
+               "opener's sendmsg; %s us per open): no receiver goes faster than its own syscalls, and all tasks' "
+               "syscalls share %d cores." % (cost_range(0), cost_range(2), cost_range(1), os.cpu_count() or 1))
+              if measured_costs else
+              "seed's kernel floor: not measured (build it with cargo build --release --example seed_floor).",
               "syscalls/fd: every syscall of run and its tasks (strace -f -c), over the plan's fds.",
               "CRIU 4.2 times (same machine kind, whole restore): " +
               ", ".join(f"N={n} K={k}: {v:.0f} ms" for (n, k), v in CRIU_MS.items()) + "."]
