@@ -166,11 +166,15 @@ fn quick_target(content: &[u8]) -> Option<(u16, u32, u8)> {
             if d > 9 {
                 break;
             }
+            if n == max {
+                // Longer than any valid number (and past what a u32 holds): the general path.
+                return None;
+            }
             v = v * 10 + d as u32;
             n += 1;
             r = tail;
         }
-        (n >= 1 && n <= max).then_some((v, r))
+        (n >= 1).then_some((v, r))
     }
     /// `r` past its leading blanks (every byte up to 0x20, once `Lines` refused none).
     #[inline(always)]
@@ -559,6 +563,9 @@ mod tests {
             &b"at 0:3"[..], b"at 65536:3", b"at 1:1048576", b"at 000001:3", b"at 1:00000003", b"at 1:3 cloexec cloexec",
             b"at 1:3 x", b"at 1:3cloexec", b"at 1:3 cloexecx", b"at1:3", b"att 1:3", b"r 1:3", b"at 1:", b"at :3",
             b"at 1:3:4", b"at 1 :3", b"at 1: 3", b"at", b"", b"at 1:-3", b"at +1:3",
+            // Digits past what a u32 holds (found by cargo fuzz: an overflow, in builds that
+            // check for it).
+            b"at 65535:10465537150", b"at 99999999999999999999:1",
         ] {
             assert_eq!(quick_target(line), None, "{}", String::from_utf8_lossy(line));
         }
