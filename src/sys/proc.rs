@@ -134,6 +134,20 @@ pub fn futex_wake_all(word: &AtomicU32) {
     unsafe { syscall3(g::__NR_futex, word.as_ptr() as usize, g::FUTEX_WAKE as usize, i32::MAX as usize) };
 }
 
+/// `sched_getscheduler(0)`: the calling thread's policy (with SCHED_RESET_ON_FORK, if set).
+pub fn sched_getscheduler() -> SysResult<u32> {
+    // SAFETY: integer arguments only.
+    check(unsafe { syscall1(g::__NR_sched_getscheduler, 0) }).map(|v| v as u32)
+}
+
+/// `sched_setscheduler(0, policy, {0})`: a fair policy (SCHED_NORMAL, SCHED_BATCH) for the
+/// calling thread; its nice value stays.
+pub fn sched_setscheduler(policy: u32) -> SysResult<()> {
+    let param = 0i32;
+    // SAFETY: `param` is a valid struct sched_param (one int) that outlives the call.
+    check(unsafe { syscall3(g::__NR_sched_setscheduler, 0, policy as usize, &param as *const i32 as usize) }).map(|_| ())
+}
+
 /// `prlimit64(0, resource, NULL, &old)`: returns (soft, hard).
 pub fn getrlimit(resource: u32) -> SysResult<(u64, u64)> {
     let mut lim = g::rlimit64 { rlim_cur: 0, rlim_max: 0 };
