@@ -111,6 +111,8 @@ struct Task<'a, 'p, 'r> {
     bind_run: usize,
     /// Sockets bound whose message has not been taken yet: at most `window`.
     outstanding: u32,
+    /// Whether `batch_while_receiving` moved this task to SCHED_BATCH (until `unbatch`).
+    batch: bool,
     /// Per receiver this task sends to: its run of batches, and how many are sent.
     lanes: &'a mut [Lane],
     /// Scratch for the path of the object being opened.
@@ -190,6 +192,7 @@ pub fn restore_task(
         bind_next: 0,
         bind_run: 0,
         outstanding: 0,
+        batch: false,
         lanes,
         path: [0; crate::plan::MAX_PATH + 1],
         out: transport::Outgoing::new(),
@@ -372,10 +375,11 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         // Under `run` (fresh forks of ours: no foreign seccomp filter to trip, no other thread
         // to see it) a task that sends nothing yields to its openers while it restores (see
         // `batch_while_receiving`); its policy is back before the caller execs or stops it.
-        let batch = matches!(barrier.mode, barrier::Mode::Shared(_)) && self.roles.sends(self.t).is_empty() && batch_while_receiving();
+        self.batch = matches!(barrier.mode, barrier::Mode::Shared(_)) && self.roles.sends(t).is_empty() && batch_while_receiving();
         let result = self.run(slots, barrier);
-        if batch {
-            let _ = proc::sched_setscheduler(g::SCHED_NORMAL);
+        if result.is_err() {
+            // `run` ends its success with it; after a failure the task ends anyway.
+            let _ = self.unbatch();
         }
         slots.drop_fillers();
         result
@@ -416,7 +420,17 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         if let Some(n) = core::num::NonZeroU32::new(self.plan.tasks[t].nofile).filter(|_| !self.session.preserve) {
             set_nofile(n.get()).map_err(|e| Failure::sys(t, "setrlimit RLIMIT_NOFILE (nofile=)", e))?;
         }
+        self.unbatch()?;
         barrier.done(self.plan, t)
+    }
+
+    /// Back to SCHED_NORMAL if `batch_while_receiving` moved this task. Never refused (a fair
+    /// policy at the same nice value); if it were, the task would not be as it started.
+    fn unbatch(&mut self) -> Result<(), Failure> {
+        if core::mem::take(&mut self.batch) {
+            proc::sched_setscheduler(g::SCHED_NORMAL).map_err(|e| Failure::sys(self.t, "sched_setscheduler (back to SCHED_NORMAL)", e))?;
+        }
+        Ok(())
     }
 
     fn target(&self, i: u32) -> &Target {
@@ -922,8 +936,9 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
 /// instead of its receivers taking turns with it, catching up, sleeping, and leaving a core
 /// idle; CPU shares and wakeups onto an idle core are as before. Going back to SCHED_NORMAL at
 /// the same nice value needs no privilege. Whether it moved. At 10,000 files x 5 tasks in the
-/// seed's form, in two interleaved series of 21 runs: 14% and 6% less time, 8% and 7% less
-/// CPU, idle time from 80 to 50 ms; 10,000 x 2, 100 tasks and the batched form unchanged.
+/// seed's form, in three interleaved series of 21 runs: 14%, 6% and 3% less time, 8%, 7% and
+/// 4% less CPU, idle time from 80 to 50 ms; 10,000 x 2, 100 tasks and the batched form
+/// unchanged.
 fn batch_while_receiving() -> bool {
     proc::sched_getscheduler() == Ok(g::SCHED_NORMAL) && proc::sched_setscheduler(g::SCHED_BATCH).is_ok()
 }
