@@ -148,16 +148,31 @@ def plan_tasks(plan_text):
     return sum(1 for line in plan_text.splitlines() if line.startswith("task "))
 
 
-def received_fds(plan_text):
-    """Fds the plan's tasks receive: every target of an object but one (its opener's; the
-    generated plans never name another opener, and each object's opener holds it)."""
-    received = 0
+def received_by_task(plan_text):
+    """Task id -> fds it receives: every target of an object but its opener's, the lowest task
+    among the targets (the generated plans never name another opener, and hold each object at
+    most once per task)."""
+    received, holders = {}, []
+
+    def flush():
+        if holders:
+            holders.remove(min(holders))
+        for t in holders:
+            received[t] = received.get(t, 0) + 1
+
     for line in plan_text.splitlines():
         if line.startswith("reg "):
-            received -= 1
+            flush()
+            holders = []
         elif line.startswith("  at "):
-            received += 1
+            holders.append(int(line.split()[1].split(":")[0]))
+    flush()
     return received
+
+
+def received_fds(plan_text):
+    """Fds the plan's tasks receive from one another."""
+    return sum(received_by_task(plan_text).values())
 
 
 def seed_costs(target):
@@ -175,23 +190,8 @@ def seed_floor_ms(plan_text, costs):
     task's syscalls (per received fd: the receiver's and one send; per object: one open) share
     the machine's cores. Openers as fdslot picks them: the lowest task among the targets."""
     rx, open_us, send_us = costs
-    received, objects, holders = {}, 0, []
-
-    def flush():
-        if holders:
-            opener = min(holders)
-            for t in holders:
-                if t != opener:
-                    received[t] = received.get(t, 0) + 1
-
-    for line in plan_text.splitlines():
-        if line.startswith("reg "):
-            flush()
-            holders = []
-            objects += 1
-        elif line.startswith("  at "):
-            holders.append(int(line.split()[1].split(":")[0]))
-    flush()
+    received = received_by_task(plan_text)
+    objects = sum(1 for line in plan_text.splitlines() if line.startswith("reg "))
     total = sum(received.values())
     one_receiver = max(received.values(), default=0) * rx
     all_tasks = (total * (rx + send_us) + objects * open_us) / (os.cpu_count() or 1)
