@@ -17,9 +17,10 @@ blob: check-toolchain
 	$(CARGO) build --release --bin fdslot-blob
 	objcopy -O binary target/release/fdslot-blob fdslot.blob
 
-# The integration tests spawn target/release/fdslot and ask the kernel what it did; the boot
-# test boots it in a real kernel (qemu).
-test: build
+# The integration tests spawn target/release/fdslot and ask the kernel what it did (one also
+# watches it with strace, which bench-deps installs); the boot test boots it in a real kernel
+# (qemu).
+test: build bench-deps
 	$(CARGO) test --release
 	$(MAKE) boot-test
 	$(MAKE) fuzz-smoke
@@ -61,7 +62,8 @@ demo: build
 	bash examples/demo.sh
 
 # Restore times against the private-open floor, both forms; see bench/bench.py.
-# strace counts the syscalls per fd; without it that column stays empty.
+# strace counts the syscalls per fd (without it that column stays empty), and a test of the
+# window (tests/window.rs) watches the wakes with it.
 bench-deps:
 	@command -v strace >/dev/null || { command -v apt-get >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace >/dev/null; } || echo "bench: no strace, no syscall counts" >&2
 

@@ -113,6 +113,10 @@ struct Task<'a, 'p, 'r> {
     outstanding: u32,
     /// Whether `batch_while_receiving` moved this task to SCHED_BATCH (until `unbatch`).
     batch: bool,
+    /// The service number of the socket that wakes waiting openers (see `wake`), taken when
+    /// this task slides its window at all (`may_wake`), or -1; `waker` is the socket once made.
+    waker_slot: Fd,
+    waker: Fd,
     /// Per receiver this task sends to: its run of batches, and how many are sent.
     lanes: &'a mut [Lane],
     /// Scratch for the path of the object being opened.
@@ -193,14 +197,18 @@ pub fn restore_task(
         bind_run: 0,
         outstanding: 0,
         batch: false,
+        waker_slot: -1,
+        waker: -1,
         lanes,
         path: [0; crate::plan::MAX_PATH + 1],
         out: transport::Outgoing::new(),
         rx: Received::new(),
     };
     let result = task.prepare_and_run(&mut slots, barrier, preserved.as_mut());
-    if task.home >= 0 {
-        let _ = fd::close(task.home);
+    for own in [task.home, task.waker] {
+        if own >= 0 {
+            let _ = fd::close(own);
+        }
     }
     let Some(p) = preserved.as_mut() else { return result };
     let result = result.and_then(|()| barrier.await_commit(t, session.deadline));
@@ -338,11 +346,17 @@ fn check_limits(plan: &Plan<'_>, roles: &Roles<'_>, t: usize, session: &Session<
     Ok((limit, need))
 }
 
-/// The service numbers task `t` needs at most: the barrier's, the home socket, held files,
-/// adopted inherited fds, and the spare one.
+/// The service numbers task `t` needs at most: the barrier's, the home socket, the waker,
+/// held files, adopted inherited fds, and the spare one.
 fn service_need(plan: &Plan<'_>, roles: &Roles<'_>, t: usize, barrier: &Barrier<'_>) -> usize {
     let inherits = roles.opens(t).iter().filter(|&&o| plan.objects[o as usize].kind == KIND_INHERIT).count();
-    barrier.service_need() + (!roles.sends(t).is_empty()) as usize + roles.held[t] as usize + inherits + 1
+    barrier.service_need() + (!roles.sends(t).is_empty()) as usize + may_wake(plan, roles, t, barrier) as usize + roles.held[t] as usize + inherits + 1
+}
+
+/// Whether task `t` slides its window (it receives more batches than `window_for` binds
+/// before the barrier), and so may have to wake an opener that waits for its credits.
+fn may_wake(plan: &Plan<'_>, roles: &Roles<'_>, t: usize, barrier: &Barrier<'_>) -> bool {
+    matches!(barrier.mode, barrier::Mode::Shared(_)) && roles.task_batches[t + 1] - roles.task_batches[t] > window_for(plan.tasks.len())
 }
 
 /// Closes every fd but `keep`, the restorer's own, and the inherited descriptions it adopted.
@@ -397,6 +411,9 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             self.wakes = self.roles.sends(t).iter().any(|&k| !self.pre_credited(k));
         }
         barrier.home_bound(t);
+        if may_wake(self.plan, self.roles, t, barrier) {
+            self.waker_slot = slots.take().ok_or_else(|| Failure::new(EXIT_RESTORE, t, "no fd number left for the restorer"))?;
+        }
         barrier.prepare(self.plan, &self.session.names, slots, t, deadline)?;
         let base = [self.home, barrier.chan_fd, barrier.ctl_fd, barrier.err_fd].into_iter().find(|&f| f >= 0).unwrap_or(-1);
         slots.fill_holes(base, self.filler_budget);
@@ -528,8 +545,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
 
     /// Slides the window once enough has arrived (a quarter of it, or all that is left): binds
     /// the next sockets, publishes how many are bound (the credit, in `run`'s shared page), and
-    /// wakes each opener concerned that waits for it (from the last socket bound of its run,
-    /// which is connected to its home).
+    /// wakes each opener concerned that waits for it.
     fn refill(&mut self, barrier: &Barrier<'_>) -> Result<(), Failure> {
         let (tb, te) = (self.roles.task_batches[self.t], self.roles.task_batches[self.t + 1]);
         let unbound = te - self.bind_next;
@@ -547,17 +563,53 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             if k == from && r.bound == before {
                 continue;
             }
-            let last = self.roles.batches[r.bound as usize - 1];
-            if barrier.is_waiting(last.opener as usize) {
-                // A full queue (EAGAIN) at the home wakes the opener anyway. The opener may
-                // also have seen the credit, sent everything and closed its home since it was
-                // seen waiting (ECONNREFUSED, then ENOTCONN): it needs no wake then.
-                match sock::send(last.slot as Fd, b"w", n::MSG_DONTWAIT) {
-                    Ok(_) => {}
-                    Err(e) if e == Errno::AGAIN || e == Errno::INTR || e == Errno::CONNREFUSED || e == Errno::NOTCONN => {}
-                    Err(e) => return Err(Failure::sys(self.t, "send (a wake to", e).peer(last.opener as usize).then(")")),
+            let opener = self.roles.batches[r.bound as usize - 1].opener as usize;
+            if barrier.is_waiting(opener) {
+                self.wake(opener)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Wakes opener `u`, seen waiting for credits, with a datagram to its home from the waker:
+    /// an unconnected socket of its own. Never from a receiving socket, although one is
+    /// connected to that home: the opener may have seen the credit meanwhile, sent the batch,
+    /// finished and closed its home, and a send on a datagram socket whose peer is gone
+    /// disconnects it and purges its queue, the batch with it (the receiver then waits for
+    /// a file that is lost). Gone (ECONNREFUSED): the opener needs no wake. A full queue at
+    /// the home (EAGAIN) wakes it anyway, but EAGAIN may also mean the waker's own send buffer
+    /// is full of wakes that openers have not drained: then once more from a fresh socket.
+    fn wake(&mut self, u: usize) -> Result<(), Failure> {
+        let to = self.session.names.home(self.plan.tasks[u].id);
+        let t = self.t;
+        let fail = |what: &'static str, e: Errno| Failure::sys(t, what, e).then(" (a wake to").peer(u).then(")");
+        if self.waker < 0 {
+            let s = sock::socket_unix(n::SOCK_DGRAM | sock::SOCK_CLOEXEC).map_err(|e| fail("socket", e))?;
+            self.waker = move_to(s, self.waker_slot).map_err(|e| fail("dup3", e))?;
+        }
+        let mut fresh = -1;
+        let mut from = self.waker;
+        loop {
+            match sock::send_to(from, b"w", n::MSG_DONTWAIT, &to) {
+                Err(e) if e == Errno::INTR => continue,
+                Err(e) if e == Errno::AGAIN && fresh < 0 => {
+                    fresh = sock::socket_unix(n::SOCK_DGRAM | sock::SOCK_CLOEXEC).map_err(|e| fail("socket", e))?;
+                    from = fresh;
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) if e == Errno::AGAIN || e == Errno::CONNREFUSED => {}
+                Err(e) => {
+                    if fresh >= 0 {
+                        let _ = fd::close(fresh);
+                    }
+                    return Err(fail("sendto", e));
                 }
             }
+            break;
+        }
+        if fresh >= 0 {
+            fd::close(fresh).map_err(|e| fail("close", e))?;
         }
         Ok(())
     }

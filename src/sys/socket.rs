@@ -96,6 +96,15 @@ pub fn send(fd: Fd, buf: &[u8], flags: u32) -> SysResult<usize> {
     check(unsafe { syscall6(g::__NR_sendto, fd as usize, buf.as_ptr() as usize, buf.len(), (flags | n::MSG_NOSIGNAL) as usize, 0, 0) })
 }
 
+/// `sendto(fd, buf, flags | MSG_NOSIGNAL, addr)`: one datagram to a named socket.
+pub fn send_to(fd: Fd, buf: &[u8], flags: u32, to: &UnixAddr) -> SysResult<usize> {
+    // SAFETY: buf and to.raw outlive the call; to.len is within to.raw.
+    check(unsafe {
+        syscall6(g::__NR_sendto, fd as usize, buf.as_ptr() as usize, buf.len(), (flags | n::MSG_NOSIGNAL) as usize,
+                 &to.raw as *const _ as usize, to.len as usize)
+    })
+}
+
 /// `recv(fd, buf, flags)` on a connected socket.
 pub fn recv(fd: Fd, buf: &mut [u8], flags: u32) -> SysResult<usize> {
     // SAFETY: the kernel writes at most buf.len() bytes.
