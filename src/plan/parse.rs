@@ -66,11 +66,11 @@ pub fn load(text: &[u8]) -> Result<Plan<'_>, PlanError> {
     let lines = count_lines(text);
     let bound = Counts { tasks: lines.min(65535), objects: lines, targets: lines };
     // Read-only once checked, and shared with `run`'s forks.
-    let (mut arena, counts) = match Arena::map_shared(arena_size(&bound)) {
+    let (mut arena, counts) = match Arena::map_for_forks(arena_size(&bound)) {
         Ok(a) => (a, bound),
         Err(_) => {
             let exact = count(text);
-            (Arena::map_shared(arena_size(&exact)).map_err(|_| err(1, "cannot map memory for the plan"))?, exact)
+            (Arena::map_for_forks(arena_size(&exact)).map_err(|_| err(1, "cannot map memory for the plan"))?, exact)
         }
     };
     let tasks = arena.take::<Task>(counts.tasks);

@@ -96,7 +96,7 @@ impl<'a> Roles<'a> {
             + 64;
         // Read-only once computed (what a task writes is in `own` below), and shared with
         // `run`'s forks.
-        let mut arena = Arena::map_shared(size)?;
+        let mut arena = Arena::map_for_forks(size)?;
         let next_dup = arena.take::<Link>(nx);
         let opener_rep = arena.take::<Link>(nf);
         let last_target = arena.take::<Link>(nf);

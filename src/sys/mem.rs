@@ -41,3 +41,12 @@ pub unsafe fn unmap(addr: *const u8, len: usize) -> SysResult<()> {
     // SAFETY: the caller guarantees nothing uses the range any more.
     check(unsafe { syscall2(g::__NR_munmap, addr as usize, len) }).map(|_| ())
 }
+
+/// `madvise(addr, len, advice)`.
+///
+/// # Safety
+/// The range must be a mapping of ours; the advice must not change what its bytes read as.
+pub unsafe fn advise(addr: *mut u8, len: usize, advice: u32) -> SysResult<()> {
+    // SAFETY: the caller guarantees the advice keeps the contents.
+    check(unsafe { syscall3(g::__NR_madvise, addr as usize, len, advice as usize) }).map(|_| ())
+}
