@@ -30,6 +30,17 @@ fn shared_plan(d: &TmpDir, n: u32) -> Plan {
     p
 }
 
+/// Task 1 opens `n` files that task 2 also holds, both at fds 10 and up.
+fn one_to_one_plan(d: &TmpDir, n: u32) -> Plan {
+    let f = d.file("f", b"x");
+    let mut p = Plan::new();
+    p.task(1).task(2);
+    for i in 0..n {
+        p.reg(i + 1, &f, "rdonly").at(1, 10 + i).at(2, 10 + i);
+    }
+    p
+}
+
 /// The abstract names bound right now (`@name` in /proc/net/unix).
 fn bound_names() -> BTreeSet<String> {
     std::fs::read_to_string("/proc/net/unix")
@@ -126,12 +137,7 @@ fn run_stop_counting_names(plan: &std::path::Path, args: &[&str]) -> (Running, u
 fn run_keeps_one_window_bound() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let d = TmpDir::new("winrun");
-    let f = d.file("f", b"x");
-    let mut p = Plan::new();
-    p.task(1).task(2);
-    for i in 0..3000u32 {
-        p.reg(i + 1, &f, "rdonly").at(1, 10 + i).at(2, 10 + i);
-    }
+    let p = one_to_one_plan(&d, 3000);
     let plan = d.plan(&p.text());
     let (r, most) = run_stop_counting_names(&plan, &["--batch", "1"]);
     assert_tables(&p.expect(), &r.pids, &CheckOpts { stopped: true, ..Default::default() });
@@ -222,13 +228,8 @@ fn traced_wakes(plan: &std::path::Path, args: &[&str]) -> Vec<(u32, bool)> {
 fn wakes_never_come_from_receiving_sockets() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let d = TmpDir::new("wake");
-    let f = d.file("f", b"x");
-    let mut p = Plan::new();
-    p.task(1).task(2);
     const N: u32 = 3000;
-    for i in 0..N {
-        p.reg(i + 1, &f, "rdonly").at(1, 10 + i).at(2, 10 + i);
-    }
+    let p = one_to_one_plan(&d, N);
     let plan = d.plan(&p.text());
     let mut wakes = Vec::new();
     for _ in 0..3 {
