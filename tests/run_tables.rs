@@ -114,6 +114,97 @@ fn independent_opens(batch: Option<u32>) {
 }
 forms!(independent_opens: batch1 = Some(1), batch_default = None);
 
+/// Files of the same names in several directories, in runs: an opener opens a run of files in
+/// one directory relative to it (held open, O_PATH), and must never open a name in the wrong
+/// one. Directories a and b, one whose name is encoded (a space), one reached through a
+/// symlink (c -> a: the fds then name a's files), a lone file between runs, a run too short to
+/// hold its directory, offsets and flags that differ within a run, and a task that opens a run
+/// of its own. Checked by the kernel (readlink, fdinfo, kcmp, nothing else open).
+fn dir_runs_plan(d: &TmpDir) -> (Plan, String) {
+    let mut p = Plan::new();
+    p.task(1).task(2);
+    let files = |dir: &str, n: u32| -> Vec<std::path::PathBuf> {
+        std::fs::create_dir_all(d.path(dir)).unwrap();
+        (0..n).map(|i| d.file(&format!("{dir}/f{i}"), format!("{dir} {i} 0123456789").as_bytes())).collect()
+    };
+    let (a, b, sp) = (files("a", 8), files("b", 8), files("s p", 6));
+    std::os::unix::fs::symlink(d.path("a"), d.path("c")).unwrap();
+    let mut id = 0;
+    let mut fd = 10;
+    let mut obj = |p: &mut Plan, path: &std::path::Path, flags: &str, pos: u64, tasks: &[u16]| {
+        id += 1;
+        let o = p.reg_pos(id, path, flags, pos);
+        for &t in tasks {
+            o.at(t, fd);
+        }
+        fd += 1;
+    };
+    for f in &a[..6] {
+        obj(&mut p, f, "rdonly", 0, &[1, 2]);
+    }
+    for (i, f) in b[..6].iter().enumerate() {
+        obj(&mut p, f, if i % 2 == 0 { "rdwr" } else { "rdonly" }, i as u64, &[1, 2]);
+    }
+    obj(&mut p, &a[6], "rdonly", 0, &[1, 2]);
+    for f in &sp {
+        obj(&mut p, f, "rdonly", 2, &[1]);
+    }
+    // Through the symlink: planned as a's files, written into the plan as c's below.
+    for f in &a[..5] {
+        obj(&mut p, f, "rdonly", 1, &[1, 2]);
+    }
+    for f in &b[6..8] {
+        obj(&mut p, f, "rdonly", 0, &[1, 2]);
+    }
+    for f in &b[..6] {
+        obj(&mut p, f, "rdonly", 4, &[2]);
+    }
+    // The five objects through c are the 20th to 24th.
+    let mut text = String::new();
+    let (from, to) = (format!(" {}/", d.path("a").display()), format!(" {}/", d.path("c").display()));
+    for l in p.text().lines() {
+        let n: Option<u32> = l.strip_prefix("reg ").and_then(|r| r.split_whitespace().next()).and_then(|n| n.parse().ok());
+        text.push_str(&if n.is_some_and(|n| (20..25).contains(&n)) { l.replacen(&from, &to, 1) } else { l.to_string() });
+        text.push('\n');
+    }
+    assert_eq!(text.matches(&to).count(), 5, "the plan names c's files five times");
+    (p, text)
+}
+
+fn dir_runs(batch: Option<u32>) {
+    let d = TmpDir::new("dirruns");
+    let (p, text) = dir_runs_plan(&d);
+    let args = batch_args(batch);
+    let r = run_stop(&d.plan(&text), &strs(&args));
+    assert_plan(&p, &r.pids, &CheckOpts { stopped: true, ..Default::default() });
+    r.finish();
+}
+forms!(dir_runs: batch1 = Some(1), batch_default = None);
+
+/// The runs of `dir_runs` are opened relative to their directories, as strace sees: task 1
+/// holds a, b, "s p" and c in turn, task 2 b; every file of a held run is opened by its name
+/// alone, the rest by their whole paths.
+#[test]
+fn dir_runs_open_relative() {
+    let d = TmpDir::new("dirtrace");
+    let (_, text) = dir_runs_plan(&d);
+    let plan = d.plan(&text);
+    let log = strace_fdslot("openat", &["run".as_ref(), plan.as_os_str()]);
+    // Per process (strace -f starts each line with the pid), in order.
+    let mut held: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for l in log.lines().filter(|l| l.contains("O_PATH|O_DIRECTORY")) {
+        let dir = l.split('"').nth(1).unwrap_or("");
+        let name = dir.strip_prefix(&format!("{}/", d.0.display())).unwrap_or(dir);
+        held.entry(l.split_whitespace().next().unwrap()).or_default().push(name.to_string());
+    }
+    let mut lists: Vec<Vec<String>> = held.into_values().collect();
+    lists.sort();
+    assert_eq!(lists, vec![vec!["a", "b", "s p", "c"], vec!["b"]], "the directories each task held, in order");
+    let relative = log.lines().filter(|l| l.contains("openat(") && !l.contains("AT_FDCWD")).count();
+    // a: 6, b: 6, "s p": 6, c: 5, task 2's b: 6.
+    assert_eq!(relative, 29, "files opened by name below a held directory:\n{log}");
+}
+
 /// An object whose opener is named with opener=: not the lowest task among its targets, and
 /// one that holds no fd of it at all.
 fn explicit_opener(batch: Option<u32>) {

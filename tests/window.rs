@@ -10,7 +10,6 @@ use common::*;
 use std::collections::BTreeSet;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
-use std::process::{Command, Stdio};
 
 /// fdslot's window (src/restore/mod.rs WINDOW).
 const WINDOW: usize = 64;
@@ -193,21 +192,9 @@ fn run_bounds_names_across_openers() {
 /// The wakes a receiver sends to openers waiting for its credits, as strace saw them: (fd,
 /// whether the call named a destination) per `"w"` datagram sent.
 fn traced_wakes(plan: &std::path::Path, args: &[&str]) -> Vec<(u32, bool)> {
-    let d = TmpDir::new("wtrace");
-    let log = d.path("strace.log");
-    let st = Command::new("strace")
-        .args(["-f", "-qq", "-e", "trace=sendto", "-e", "signal=none", "-o"])
-        .arg(&log)
-        .arg(bin())
-        .arg("run")
-        .arg(plan)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("strace is needed for this test (make test installs it)");
-    assert!(st.status.success(), "run under strace: {}", String::from_utf8_lossy(&st.stderr));
-    std::fs::read_to_string(&log)
-        .unwrap()
+    let mut all: Vec<&std::ffi::OsStr> = vec!["run".as_ref(), plan.as_os_str()];
+    all.extend(args.iter().map(|a| std::ffi::OsStr::new(a)));
+    strace_fdslot("sendto", &all)
         .lines()
         .filter_map(|l| {
             let call = &l[l.find("sendto(")? + 7..];

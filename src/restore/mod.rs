@@ -10,7 +10,7 @@ pub mod roles;
 pub mod slots;
 pub mod transport;
 
-use crate::plan::{file_of, Plan, Target, KIND_INHERIT, KIND_REG, KIND_REOPEN};
+use crate::plan::{file_of, Object, Plan, Span, Target, KIND_INHERIT, KIND_REG, KIND_REOPEN};
 use crate::report::{Failure, EXIT_PEER, EXIT_RESTORE, EXIT_USAGE};
 use crate::sys::socket::{self as sock};
 use crate::sys::{fd, proc, Errno, Fd};
@@ -117,6 +117,8 @@ struct Task<'a, 'p, 'r> {
     /// this task slides its window at all (`may_wake`), or -1; `waker` is the socket once made.
     waker_slot: Fd,
     waker: Fd,
+    /// The directory this opener's regular files are opened relative to (see `dir_for`).
+    dir: open::DirCache,
     /// Per receiver this task sends to: its run of batches, and how many are sent.
     lanes: &'a mut [Lane],
     /// Scratch for the path of the object being opened.
@@ -199,13 +201,14 @@ pub fn restore_task(
         batch: false,
         waker_slot: -1,
         waker: -1,
+        dir: open::DirCache::none(),
         lanes,
         path: [0; crate::plan::MAX_PATH + 1],
         out: transport::Outgoing::new(),
         rx: Received::new(),
     };
     let result = task.prepare_and_run(&mut slots, barrier, preserved.as_mut());
-    for own in [task.home, task.waker] {
+    for own in [task.home, task.waker, if task.dir.held { task.dir.slot } else { -1 }] {
         if own >= 0 {
             let _ = fd::close(own);
         }
@@ -415,6 +418,15 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             self.waker_slot = slots.take().ok_or_else(|| Failure::new(EXIT_RESTORE, t, "no fd number left for the restorer"))?;
         }
         barrier.prepare(self.plan, &self.session.names, slots, t, deadline)?;
+        // A number for the directory cache, from what placeholders could have had, when this
+        // task opens enough regular files for a run of them to share a directory.
+        let regs = self.roles.opens(t).iter().filter(|&&o| self.plan.objects[o as usize].kind == KIND_REG).count();
+        if regs > open::DIR_RUN && self.filler_budget > 0 {
+            if let Some(n) = slots.take() {
+                self.dir.slot = n;
+                self.filler_budget -= 1;
+            }
+        }
         let base = [self.home, barrier.chan_fd, barrier.ctl_fd, barrier.err_fd].into_iter().find(|&f| f >= 0).unwrap_or(-1);
         slots.fill_holes(base, self.filler_budget);
         self.park_sockets(barrier)?;
@@ -649,7 +661,8 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
                 self.roles.held_fd[f] = 0;
                 Ok(open::Opened { fds: [held, -1], n: 1 })
             } else {
-                open::open_object(self.plan, &obj, base, reg_cloexec, &mut self.path)
+                let dir = if obj.kind == KIND_REG && self.dir.slot >= 0 { self.dir_for(ob + self.opened - 1, oe, &obj) } else { None };
+                open::open_object(self.plan, &obj, base, reg_cloexec, dir, &mut self.path)
             };
             let opened = opened.map_err(|(what, e)| {
                 let first = self.plan.targets.iter().find(|x| x.object == oi);
@@ -692,6 +705,29 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             }
         }
         Ok(())
+    }
+
+    /// The directory to open regular file `obj` (at `k` in `Roles::opened`, whose part for this
+    /// task ends at `end`) relative to: the one held, if it is the file's; else the file's own,
+    /// once it holds the next `DIR_RUN` objects too (so that opening it pays); else none.
+    fn dir_for(&mut self, k: usize, end: usize, obj: &Object) -> Option<(Fd, Span)> {
+        if let Some(hit) = self.dir.lookup(self.plan, obj.path) {
+            return Some(hit);
+        }
+        let cut = open::dir_split(self.plan, obj.path)?;
+        let dir = &self.plan.span(obj.path)[..cut];
+        let next = &self.roles.opened[(k + 1).min(end)..end];
+        let same = |&o: &u32| {
+            let x = &self.plan.objects[o as usize];
+            x.kind == KIND_REG && open::dir_split(self.plan, x.path) == Some(cut) && self.plan.span(x.path)[..cut] == *dir
+        };
+        if next.len() < open::DIR_RUN || !next[..open::DIR_RUN].iter().all(same) {
+            return None;
+        }
+        if !self.dir.hold(self.plan, obj.path, cut, &mut self.path) {
+            return None;
+        }
+        self.dir.lookup(self.plan, obj.path)
     }
 
     /// Copies a placed rep into the task's other slots of the same file.

@@ -44,10 +44,69 @@ fn or_close<T>(f: Fd, r: Result<T, OpenError>) -> Result<T, OpenError> {
 /// a dup.
 pub type PathBuf = [u8; MAX_PATH + 1];
 
+/// Where a regular file's path splits into its directory and the rest: the offset of the
+/// last `/` in the plan's (encoded) text, when both sides are non-empty. An encoded `/` (`%2F`)
+/// stays in the rest, which `openat` resolves just as it would inside the whole path.
+pub fn dir_split(plan: &Plan<'_>, path: Span) -> Option<usize> {
+    let raw = plan.span(path);
+    let cut = raw.iter().rposition(|&b| b == b'/')?;
+    (cut > 0 && cut + 1 < raw.len()).then_some(cut)
+}
+
+/// The directory of the regular files an opener is opening, held open (O_PATH) so that each
+/// next file in it is opened relative to it: `openat` then walks one name, not the whole path
+/// (20% of an open here, with three components). Opened when the next few of the task's
+/// objects share the directory, on a service number reserved for it.
+pub struct DirCache {
+    /// The reserved service number, or -1 (no room: every path is walked whole).
+    pub slot: Fd,
+    /// Whether `slot` holds the directory `prefix` names.
+    pub held: bool,
+    /// The directory's part of the plan's text (encoded).
+    prefix: Span,
+}
+
+/// How many of the objects that follow must share a directory before it is opened.
+pub const DIR_RUN: usize = 4;
+
+impl DirCache {
+    pub const fn none() -> DirCache {
+        DirCache { slot: -1, held: false, prefix: Span { off: 0, len: 0 } }
+    }
+
+    /// The held directory, if `path` lies in it: its fd, and the span of the rest.
+    pub fn lookup(&self, plan: &Plan<'_>, path: Span) -> Option<(Fd, Span)> {
+        if !self.held {
+            return None;
+        }
+        let cut = dir_split(plan, path)?;
+        (cut == self.prefix.len as usize && plan.span(path)[..cut] == *plan.span(self.prefix))
+            .then_some((self.slot, Span { off: path.off + cut as u32 + 1, len: path.len - cut as u32 - 1 }))
+    }
+
+    /// Opens the directory of `path` (split at `cut`) and holds it in the reserved number, in
+    /// place of the one held before. On any failure nothing changes (the file is then opened by
+    /// its whole path, and fails there if its directory is the trouble). `buf` is scratch.
+    pub fn hold(&mut self, plan: &Plan<'_>, path: Span, cut: usize, buf: &mut PathBuf) -> bool {
+        let prefix = Span { off: path.off, len: cut as u32 };
+        let Ok(len) = decode_path(plan, prefix, buf) else { return false };
+        let Ok(d) = fd::open(&buf[..len], g::O_PATH | g::O_DIRECTORY | g::O_CLOEXEC, 0) else { return false };
+        // dup3 over the number closes the directory held before, if any.
+        let moved = fd::dup3(d, self.slot, g::O_CLOEXEC).is_ok();
+        let _ = fd::close(d);
+        if moved {
+            self.held = true;
+            self.prefix = prefix;
+        }
+        moved
+    }
+}
+
 /// Opens `o`. `base` is the opener's fd of a reopen's pipe end (unused for other kinds). A
-/// regular file gets FD_CLOEXEC as `reg_cloexec` says; every other kind has it set. `path` is
+/// regular file gets FD_CLOEXEC as `reg_cloexec` says; every other kind has it set; `dir`, if
+/// given, is a directory fd and the span of the rest of `o`'s path below it. `path` is
 /// scratch space.
-pub fn open_object(plan: &Plan<'_>, o: &Object, base: Fd, reg_cloexec: bool, path: &mut PathBuf) -> Result<Opened, OpenError> {
+pub fn open_object(plan: &Plan<'_>, o: &Object, base: Fd, reg_cloexec: bool, dir: Option<(Fd, Span)>, path: &mut PathBuf) -> Result<Opened, OpenError> {
     let one = |f: Fd| Opened { fds: [f, -1], n: 1 };
     match o.kind {
         KIND_PIPE => {
@@ -111,11 +170,12 @@ pub fn open_object(plan: &Plan<'_>, o: &Object, base: Fd, reg_cloexec: bool, pat
             }
         }
         _ => {
-            let len = decode_path(plan, o.path, path)?;
+            let (at, rest) = dir.unwrap_or((g::AT_FDCWD, o.path));
+            let len = decode_path(plan, rest, path)?;
             // O_PATH never blocks and takes no status flags; anything else opens non-blocking.
             let nonblock = if o.flags & g::O_PATH == 0 { g::O_NONBLOCK } else { 0 };
             let cloexec = if o.kind != KIND_REG || reg_cloexec { g::O_CLOEXEC } else { 0 };
-            let f = fd::open(&path[..len], o.flags | nonblock | cloexec, o.mode).map_err(|e| match e {
+            let f = fd::open_at(at, &path[..len], o.flags | nonblock | cloexec, o.mode).map_err(|e| match e {
                 Errno::NXIO => ("open (a FIFO without a reader, or a socket: plan a FIFO as fifo)", e),
                 e => ("open", e),
             })?;

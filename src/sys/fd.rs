@@ -13,6 +13,14 @@ pub fn open(path: &[u8], flags: u32, mode: u32) -> SysResult<Fd> {
     check(r).map(|v| v as Fd)
 }
 
+/// `openat(dir, path, flags, mode)`: `path` (NUL-terminated) relative to the directory `dir`.
+pub fn open_at(dir: Fd, path: &[u8], flags: u32, mode: u32) -> SysResult<Fd> {
+    debug_assert!(path.last() == Some(&0));
+    // SAFETY: path is NUL-terminated and outlives the call.
+    let r = unsafe { syscall4(g::__NR_openat, dir as isize as usize, path.as_ptr() as usize, flags as usize, mode as usize) };
+    check(r).map(|v| v as Fd)
+}
+
 /// `close(fd)`. EINTR still means the number is free again on Linux, so it counts as success.
 pub fn close(fd: Fd) -> SysResult<()> {
     // SAFETY: close takes a plain integer.

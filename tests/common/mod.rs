@@ -2934,3 +2934,20 @@ pub fn exec_pids(procs: &mut [(u16, Spawned)]) -> BTreeMap<u16, i32> {
     pids
 }
 
+
+/// Runs `fdslot ARGS` (to its end) under `strace -f -e trace=CALLS` and returns what strace
+/// logged. strace comes with `make test` (bench-deps).
+pub fn strace_fdslot(calls: &str, args: &[&std::ffi::OsStr]) -> String {
+    let d = TmpDir::new("strace");
+    let log = d.path("strace.log");
+    let st = Command::new("strace")
+        .args(["-f", "-qq", "-e", &format!("trace={calls}"), "-e", "signal=none", "-o"])
+        .arg(&log)
+        .arg(bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("strace is needed for this test (make test installs it)");
+    assert!(st.status.success(), "fdslot under strace: {}", String::from_utf8_lossy(&st.stderr));
+    std::fs::read_to_string(&log).unwrap()
+}
