@@ -317,9 +317,11 @@ impl<'a> Barrier<'a> {
 
     /// How many of receiver `r`'s batches are bound, as far as `run`'s shared page says (0
     /// elsewhere, where every socket is bound before the barrier and no credit is needed).
+    /// Sequentially consistent, as an opener's look after `set_waiting` must be: of the
+    /// receiver's publish and its look at `is_waiting`, one sees the other.
     pub fn bound_of(&self, r: usize) -> u32 {
         match self.mode {
-            Mode::Shared(sh) => sh.task(r).bound.load(Ordering::Acquire),
+            Mode::Shared(sh) => sh.task(r).bound.load(Ordering::SeqCst),
             _ => 0,
         }
     }
