@@ -6,7 +6,8 @@
 //!
 //! Receiver, per file: socket, connect (to the opener's home), bind (its name), recvmsg (the
 //! file), dup3 (the file over the socket, which releases the socket), close (where it landed).
-//! Opener: per object, open and fcntl(F_SETFL) (fdslot opens with O_NONBLOCK, then clears it);
+//! Opener: per object, openat by name below the file's directory, held open as fdslot holds a
+//! run's, and fcntl(F_SETFL) (fdslot opens with O_NONBLOCK, then clears it);
 //! per receiver, sendmsg with SCM_RIGHTS to the receiver's name. `make bench` turns these into
 //! the least time the seed's form could take for each plan: no receiver takes files faster
 //! than R each, and all tasks' syscalls share the machine's cores.
@@ -93,6 +94,12 @@ fn recv_fd(s: i32) -> i32 {
 
 /// One round of `files` files: (receiver, open, send) per file, in microseconds.
 fn round(path: &CString, files: usize, round: usize) -> (f64, f64, f64) {
+    let bytes = path.as_bytes();
+    let cut = bytes.iter().rposition(|&b| b == b'/').expect("FILE must be a path with a directory");
+    let dir_path = CString::new(if cut == 0 { &b"/"[..] } else { &bytes[..cut] }).unwrap();
+    let file_name = CString::new(&bytes[cut + 1..]).unwrap();
+    // SAFETY: dir_path is NUL-terminated; integer arguments otherwise.
+    let dir = check("open (directory)", unsafe { libc::open(dir_path.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) } as _) as i32;
     let home = dgram_socket();
     let home_name = format!("seed-floor-{}-{round}-home", std::process::id());
     let home_addr = abstract_addr(home_name.as_bytes());
@@ -112,7 +119,7 @@ fn round(path: &CString, files: usize, round: usize) -> (f64, f64, f64) {
         }
         let t1 = Instant::now();
         // SAFETY: path is NUL-terminated; integer arguments otherwise.
-        let f = check("open", unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK) } as _) as i32;
+        let f = check("openat", unsafe { libc::openat(dir, file_name.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK) } as _) as i32;
         // SAFETY: integer arguments only.
         check("fcntl", unsafe { libc::fcntl(f, libc::F_SETFL, libc::O_RDONLY) } as _);
         let t1b = Instant::now();
@@ -139,7 +146,10 @@ fn round(path: &CString, files: usize, round: usize) -> (f64, f64, f64) {
         }
     }
     // SAFETY: as above.
-    unsafe { libc::close(home) };
+    unsafe {
+        libc::close(home);
+        libc::close(dir);
+    }
     let n = files as f64;
     (receiver / n, open / n, send / n)
 }
