@@ -168,28 +168,23 @@ pub fn parallel_move(moves: &mut [Move]) -> Result<(), (usize, Errno)> {
     }
     let k = moves.len();
     debug_assert!(k <= MAX_MOVES);
-    let mut by_src = [(0i32, 0u16); MAX_MOVES];
-    for (i, m) in moves.iter().enumerate() {
-        by_src[i] = (m.src, i as u16);
-    }
-    let by_src = &mut by_src[..k];
-    crate::sort::sort_by_key(by_src, |p| p.0);
+    // Tables of the moves' own size only (a batch of two must not clear room for 253).
+    let mut by_src: heapless::Vec<(i32, u16), MAX_MOVES> = moves.iter().enumerate().map(|(i, m)| (m.src, i as u16)).collect();
+    crate::sort::sort_by_key(&mut by_src, |p| p.0);
     // Sources parked during cycle breaks; looked up before by_src.
-    let mut parked = [(0i32, 0u16); MAX_MOVES];
-    let mut nparked = 0usize;
-
-    let mut path = [0u16; MAX_MOVES];
+    let mut parked: heapless::Vec<(i32, u16), MAX_MOVES> = heapless::Vec::new();
+    let mut path: heapless::Vec<u16, MAX_MOVES> = heapless::Vec::new();
     for start in 0..k {
         if moves[start].done {
             continue;
         }
-        let mut depth = 1;
-        path[0] = start as u16;
+        // Pushes cannot overflow: each move joins a path (or is parked) at most once.
+        let _ = path.push(start as u16);
         moves[start].on_path = true;
         loop {
-            let cur = path[depth - 1] as usize;
+            let cur = path[path.len() - 1] as usize;
             let dst = moves[cur].dst;
-            let occupant = parked[..nparked]
+            let occupant = parked
                 .iter()
                 .chain(by_src.binary_search_by_key(&dst, |p| p.0).ok().map(|i| &by_src[i]))
                 .map(|p| p.1 as usize)
@@ -201,20 +196,17 @@ pub fn parallel_move(moves: &mut [Move]) -> Result<(), (usize, Errno)> {
                     fd::close(moves[j].src).map_err(|e| (j, e))?;
                     moves[j].src = parked_at;
                     moves[j].src_cloexec = true;
-                    parked[nparked] = (parked_at, j as u16);
-                    nparked += 1;
+                    let _ = parked.push((parked_at, j as u16));
                     break;
                 }
                 Some(j) => {
                     moves[j].on_path = true;
-                    path[depth] = j as u16;
-                    depth += 1;
+                    let _ = path.push(j as u16);
                 }
             }
         }
-        while depth > 0 {
-            depth -= 1;
-            let i = path[depth] as usize;
+        while let Some(i) = path.pop() {
+            let i = i as usize;
             place(&mut moves[i]).map_err(|e| (i, e))?;
         }
     }
