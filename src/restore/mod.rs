@@ -599,31 +599,20 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             let s = sock::socket_unix(n::SOCK_DGRAM | sock::SOCK_CLOEXEC).map_err(|e| fail("socket", e))?;
             self.waker = move_to(s, self.waker_slot).map_err(|e| fail("dup3", e))?;
         }
-        let mut fresh = -1;
-        let mut from = self.waker;
-        loop {
-            match sock::send_to(from, b"w", n::MSG_DONTWAIT, &to) {
-                Err(e) if e == Errno::INTR => continue,
-                Err(e) if e == Errno::AGAIN && fresh < 0 => {
-                    fresh = sock::socket_unix(n::SOCK_DGRAM | sock::SOCK_CLOEXEC).map_err(|e| fail("socket", e))?;
-                    from = fresh;
-                    continue;
-                }
-                Ok(_) => {}
-                Err(e) if e == Errno::AGAIN || e == Errno::CONNREFUSED => {}
-                Err(e) => {
-                    if fresh >= 0 {
-                        let _ = fd::close(fresh);
-                    }
-                    return Err(fail("sendto", e));
-                }
+        let sent = match sock::send_to(self.waker, b"w", n::MSG_DONTWAIT, &to) {
+            Err(e) if e == Errno::AGAIN || e == Errno::INTR => {
+                let fresh = sock::socket_unix(n::SOCK_DGRAM | sock::SOCK_CLOEXEC).map_err(|e| fail("socket", e))?;
+                let sent = sock::send_to(fresh, b"w", n::MSG_DONTWAIT, &to);
+                fd::close(fresh).map_err(|e| fail("close", e))?;
+                sent
             }
-            break;
+            sent => sent,
+        };
+        match sent {
+            Ok(_) => Ok(()),
+            Err(e) if e == Errno::AGAIN || e == Errno::INTR || e == Errno::CONNREFUSED => Ok(()),
+            Err(e) => Err(fail("sendto", e)),
         }
-        if fresh >= 0 {
-            fd::close(fresh).map_err(|e| fail("close", e))?;
-        }
-        Ok(())
     }
 
     /// Drops what is queued at the home socket: wakes (and anything a stranger sent). Room for
@@ -724,10 +713,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         if next.len() < open::DIR_RUN || !next[..open::DIR_RUN].iter().all(same) {
             return None;
         }
-        if !self.dir.hold(self.plan, obj.path, cut, &mut self.path) {
-            return None;
-        }
-        self.dir.lookup(self.plan, obj.path)
+        self.dir.hold(self.plan, obj.path, cut, &mut self.path)
     }
 
     /// Copies a placed rep into the task's other slots of the same file.

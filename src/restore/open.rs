@@ -81,25 +81,32 @@ impl DirCache {
         }
         let cut = dir_split(plan, path)?;
         (cut == self.prefix.len as usize && plan.span(path)[..cut] == *plan.span(self.prefix))
-            .then_some((self.slot, Span { off: path.off + cut as u32 + 1, len: path.len - cut as u32 - 1 }))
+            .then_some((self.slot, rest_of(path, cut)))
     }
 
     /// Opens the directory of `path` (split at `cut`) and holds it in the reserved number, in
-    /// place of the one held before. On any failure nothing changes (the file is then opened by
-    /// its whole path, and fails there if its directory is the trouble). `buf` is scratch.
-    pub fn hold(&mut self, plan: &Plan<'_>, path: Span, cut: usize, buf: &mut PathBuf) -> bool {
+    /// place of the one held before; then as `lookup` for `path`. On any failure nothing
+    /// changes and None comes back (the file is then opened by its whole path, and fails there
+    /// if its directory is the trouble). `buf` is scratch.
+    pub fn hold(&mut self, plan: &Plan<'_>, path: Span, cut: usize, buf: &mut PathBuf) -> Option<(Fd, Span)> {
         let prefix = Span { off: path.off, len: cut as u32 };
-        let Ok(len) = decode_path(plan, prefix, buf) else { return false };
-        let Ok(d) = fd::open(&buf[..len], g::O_PATH | g::O_DIRECTORY | g::O_CLOEXEC, 0) else { return false };
+        let len = decode_path(plan, prefix, buf).ok()?;
+        let d = fd::open(&buf[..len], g::O_PATH | g::O_DIRECTORY | g::O_CLOEXEC, 0).ok()?;
         // dup3 over the number closes the directory held before, if any.
         let moved = fd::dup3(d, self.slot, g::O_CLOEXEC).is_ok();
         let _ = fd::close(d);
-        if moved {
-            self.held = true;
-            self.prefix = prefix;
+        if !moved {
+            return None;
         }
-        moved
+        self.held = true;
+        self.prefix = prefix;
+        Some((self.slot, rest_of(path, cut)))
     }
+}
+
+/// The part of `path` after its split at `cut` (see `dir_split`).
+fn rest_of(path: Span, cut: usize) -> Span {
+    Span { off: path.off + cut as u32 + 1, len: path.len - cut as u32 - 1 }
 }
 
 /// Opens `o`. `base` is the opener's fd of a reopen's pipe end (unused for other kinds). A

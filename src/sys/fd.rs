@@ -7,10 +7,7 @@ use linux_raw_sys::general as g;
 
 /// `openat(AT_FDCWD, path, flags, mode)`; `path` must end in NUL.
 pub fn open(path: &[u8], flags: u32, mode: u32) -> SysResult<Fd> {
-    debug_assert!(path.last() == Some(&0));
-    // SAFETY: path is NUL-terminated and outlives the call.
-    let r = unsafe { syscall4(g::__NR_openat, g::AT_FDCWD as isize as usize, path.as_ptr() as usize, flags as usize, mode as usize) };
-    check(r).map(|v| v as Fd)
+    open_at(g::AT_FDCWD, path, flags, mode)
 }
 
 /// `openat(dir, path, flags, mode)`: `path` (NUL-terminated) relative to the directory `dir`.
