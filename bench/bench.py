@@ -66,7 +66,13 @@ def tasks_only_plan(children):
     return "\n".join(["fdslot 1", "task 1"] + [f"task {t} parent=1" for t in range(2, children + 2)]) + "\n"
 
 
-def syscalls(plan_text, batch, tmp):
+# The forms a row is measured in: the seed's, the batched (with run's relays where it
+# chooses them), and the batched without relays (for the many-task rows, where relays apply).
+FORMS = {1: ["--batch", "1"], 253: ["--batch", "253"], "direct": ["--batch", "253", "--relays", "0"]}
+FORM_LABEL = {1: "1", 253: "253", "direct": "253, --relays 0"}
+
+
+def syscalls(plan_text, form, tmp):
     """Syscalls of one `run --stop` (run and every task), counted by strace -f -c; None when
     strace is not installed."""
     if not shutil.which("strace"):
@@ -75,7 +81,7 @@ def syscalls(plan_text, batch, tmp):
     with open(plan_file, "w") as f:
         f.write(plan_text)
     out = os.path.join(tmp, "strace.out")
-    p = subprocess.Popen(["strace", "-f", "-c", "-o", out, FDSLOT, "run", plan_file, "--stop", "--batch", str(batch),
+    p = subprocess.Popen(["strace", "-f", "-c", "-o", out, FDSLOT, "run", plan_file, "--stop", *FORMS[form],
                           "--timeout", "60"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     pids = read_until_ready(p)
     kill_all(pids)
@@ -198,9 +204,9 @@ def seed_floor_ms(plan_text, costs):
     return max(one_receiver, all_tasks) / 1000.0
 
 
-def run_once(plan_file, batch):
+def run_once(plan_file, form):
     start = time.perf_counter()
-    p = subprocess.Popen([FDSLOT, "run", plan_file, "--stop", "--batch", str(batch), "--timeout", "60"],
+    p = subprocess.Popen([FDSLOT, "run", plan_file, "--stop", *FORMS[form], "--timeout", "60"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     pids = read_until_ready(p)
     elapsed = time.perf_counter() - start
@@ -224,7 +230,7 @@ def run_once(plan_file, batch):
 
 
 def measure_set(configs, reps, tmp):
-    """Runs several (key, plan text, batch) configurations in turn, `reps` rounds of all of
+    """Runs several (key, plan text, form) configurations in turn, `reps` rounds of all of
     them, so that a drift of the machine's speed hits every one alike (the ratios between them
     are what to read). Returns key -> (median ms, (max peak RSS, max RSS beyond the plan))."""
     files = {}
@@ -234,11 +240,11 @@ def measure_set(configs, reps, tmp):
             f.write(text)
     runs = {key: [] for key, _, _ in configs}
     # One untimed round first: the first runs after a plan is written pay for cold caches.
-    for key, _, batch in configs:
-        run_once(files[key], batch)
+    for key, _, form in configs:
+        run_once(files[key], form)
     for _ in range(reps):
-        for key, _, batch in configs:
-            runs[key].append(run_once(files[key], batch))
+        for key, _, form in configs:
+            runs[key].append(run_once(files[key], form))
     return {key: (statistics.median(r[0] for r in rs), (max(r[1] for r in rs), max(r[2] for r in rs))) for key, rs in runs.items()}
 
 
@@ -380,11 +386,11 @@ def main():
         if costs:
             measured_costs.append(costs)
         floor_ms = got["floor"][0]
-        for batch in (1, 253):
-            ms, (rss, beyond) = got[batch]
-            calls = syscalls(plan, batch, tmp)
-            seed_floor = seed_floor_ms(plan, costs) if batch == 1 and costs else None
-            rows.append(dict(name=name, batch=batch, fds=fds, ms=ms, floor_ms=floor_ms, rss=rss, beyond=beyond,
+        for form in [f for f in FORMS if f in got]:
+            ms, (rss, beyond) = got[form]
+            calls = syscalls(plan, form, tmp)
+            seed_floor = seed_floor_ms(plan, costs) if form == 1 and costs else None
+            rows.append(dict(name=name, batch=FORM_LABEL[form], fds=fds, ms=ms, floor_ms=floor_ms, rss=rss, beyond=beyond,
                              criu=f"{criu / ms:.0f}x" if criu else "", calls=calls / fds if calls else None,
                              tasks=plan_tasks(plan), received=received_fds(plan), seed_floor=seed_floor))
 
@@ -402,7 +408,7 @@ def main():
         text, fds = random_plan(target, tasks, per, seed=tasks)
         many_reps = max(1, reps // 2 + 1)
         got = measure_set([("fork", tasks_only_plan(tasks - 1), 253), ("floor", private_tasks_plan(target, tasks, per), 253),
-                           (1, text, 1), (253, text, 253)], many_reps, tmp)
+                           (1, text, 1), (253, text, 253), ("direct", text, "direct")], many_reps, tmp)
         add_rows(f"{tasks} tasks x {per} fds, random sharing", text, fds, got)
     fork_ms = {k: statistics.median(v) for k, v in forks.items()}
 
@@ -436,7 +442,9 @@ def main():
         lines.append(f"| {r['name']} | {r['batch']} | {fds} | {ms:.1f} | {ms * 1000.0 / fds:.2f} | {net:.2f} | "
                      f"{ms * 1000.0 / r['received']:.2f} | {r['floor_ms']:.1f} | {ms / r['floor_ms']:.2f} | {sf} | {c} | "
                      f"{r['rss']} | {r['beyond']} | {r['criu']} |")
-    lines += ["", "us/fd net: (ms - the fork+exit floor of the same tasks) per fd, the part that grows with N.",
+    lines += ["", "--batch 253: run's default, with its relays where it chooses them (the many-task rows); "
+              "253, --relays 0: the batched form without relays, one batch per (receiver, opener).",
+              "us/fd net: (ms - the fork+exit floor of the same tasks) per fd, the part that grows with N.",
               "us/received fd: ms over the fds sent from one task to another (all but the opener's).",
               "beyond plan: a task's resident memory outside the plan's own pages (the plan file's",
               "mapping and the arenas sized from it): the image, the stack, the vdso.",

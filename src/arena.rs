@@ -105,6 +105,21 @@ impl Arena {
         Ok(Arena { base, size, used: 0 })
     }
 
+    /// Gives the mapping back (and forgets it, for `release_all`).
+    ///
+    /// # Safety
+    /// Nothing carved from this arena may be used afterwards.
+    pub unsafe fn unmap(self) {
+        for (b, s) in MAPPINGS.iter() {
+            if b.compare_exchange(self.base as usize, 0, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                s.store(0, Ordering::Release);
+                break;
+            }
+        }
+        // SAFETY: the caller guarantees nothing uses the arena any more.
+        let _ = unsafe { mem::unmap(self.base, self.size) };
+    }
+
     /// Carves a zeroed array of `n` elements. The caller sized the arena with `bytes_for`, so
     /// running out is a bug in that sizing; it panics rather than overrun.
     pub fn take<'a, T: Zeroable>(&mut self, n: usize) -> &'a mut [T] {

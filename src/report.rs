@@ -10,6 +10,14 @@ pub const EXIT_RESTORE: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_PEER: u8 = 3;
 
+/// `task ID`, or `relay N` for a relay `run` added (it has no id of the plan's).
+pub fn name_task<const N: usize>(plan: &Plan<'_>, t: usize, out: &mut Line<N>) {
+    match plan.tasks[t].relay {
+        0 => out.str("task ").num(plan.tasks[t].id as u64),
+        r => out.str("relay ").num(r as u64),
+    };
+}
+
 /// What went wrong in one task: small and `Copy`, formatted only at the edge.
 #[derive(Clone, Copy)]
 pub struct Failure {
@@ -28,13 +36,15 @@ pub struct Failure {
     /// Numbers with their labels, printed after `tail`.
     pub nums: [(&'static str, u64); 2],
     pub errno: Option<Errno>,
+    /// The relay (task index) that failed on this task's behalf, printed last.
+    pub via: Option<u16>,
 }
 
 impl Failure {
     #[cold]
     #[inline(never)]
     pub fn new(code: u8, task: usize, what: &'static str) -> Failure {
-        Failure { code, task: Some(task as u16), fd: None, object: None, what, peer: None, tail: "", nums: [("", 0); 2], errno: None }
+        Failure { code, task: Some(task as u16), fd: None, object: None, what, peer: None, tail: "", nums: [("", 0); 2], errno: None, via: None }
     }
 
     #[cold]
@@ -74,6 +84,14 @@ impl Failure {
         self
     }
 
+    /// Says that relay `relay` (a task index) failed at this on the named task's behalf.
+    #[cold]
+    #[inline(never)]
+    pub fn via(mut self, relay: usize) -> Failure {
+        self.via = Some(relay as u16);
+        self
+    }
+
     /// Appends `label` and `value`; at most two per failure.
     #[cold]
     #[inline(never)]
@@ -87,7 +105,7 @@ impl Failure {
     pub fn format<const N: usize>(&self, plan: &Plan<'_>, out: &mut Line<N>) {
         out.str("fdslot: ");
         if let Some(t) = self.task {
-            out.str("task ").num(plan.tasks[t as usize].id as u64);
+            name_task(plan, t as usize, out);
             if let Some(fd) = self.fd {
                 out.str(" fd ").num(fd as u64);
             }
@@ -106,7 +124,8 @@ impl Failure {
         }
         out.str(self.what);
         if let Some(p) = self.peer {
-            out.str(" task ").num(plan.tasks[p as usize].id as u64);
+            out.str(" ");
+            name_task(plan, p as usize, out);
         }
         out.str(self.tail);
         for (label, value) in self.nums {
@@ -120,6 +139,11 @@ impl Failure {
                 Some(n) => out.str(n),
                 None => out.str("errno ").num(e.0 as u64),
             };
+        }
+        if let Some(r) = self.via {
+            out.str(" (opened for it by ");
+            name_task(plan, r as usize, out);
+            out.str(")");
         }
     }
 }

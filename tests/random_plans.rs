@@ -413,8 +413,14 @@ fn plan_for(seed: u64, dir: &TmpDir) -> (Plan, Vec<String>, Vec<(u32, i32)>) {
 
 /// Runs and checks one seed; Err(message with seed and plan).
 fn run_seed(seed: u64) -> Result<(), String> {
+    run_seed_with(seed, &[])
+}
+
+/// [`run_seed`] with `extra` run args after the seed's own.
+fn run_seed_with(seed: u64, extra: &[&str]) -> Result<(), String> {
     let dir = TmpDir::new(&format!("rnd{seed}"));
-    let (p, args, inherited) = plan_for(seed, &dir);
+    let (p, mut args, inherited) = plan_for(seed, &dir);
+    args.extend(extra.iter().map(|a| a.to_string()));
     let text = p.text();
     let path = dir.plan(&text);
     let mut cmd = run_stop_cmd(&path, &strs(&args));
@@ -491,6 +497,20 @@ seed_chunks! {
     seeds_280_319 = 280, 320;
     seeds_320_359 = 320, 360;
     seeds_360_399 = 360, 400;
+}
+
+/// Every kind, `opener=`, shared tables and inherited fds with relays forced (1 to 3): the
+/// objects two or more tables hold go through the relays, the rest keep their openers.
+#[test]
+fn relayed_seeds() {
+    let mut failed = Vec::new();
+    for seed in 0..60 {
+        let n = (1 + seed % 3).to_string();
+        if let Err(e) = run_seed_with(seed, &["--relays", &n]) {
+            failed.push(e);
+        }
+    }
+    assert!(failed.is_empty(), "{} seeds failed with relays:\n\n{}", failed.len(), failed[..failed.len().min(3)].join("\n\n"));
 }
 
 /// Seeds 400..400+$FDSLOT_RANDOM_SEEDS (skipped without it): a longer hunt, in 2 threads.

@@ -193,7 +193,7 @@ fn run_bounds_names_across_openers() {
 /// whether the call named a destination) per `"w"` datagram sent.
 fn traced_wakes(plan: &std::path::Path, args: &[&str]) -> Vec<(u32, bool)> {
     let mut all: Vec<&std::ffi::OsStr> = vec!["run".as_ref(), plan.as_os_str()];
-    all.extend(args.iter().map(|a| std::ffi::OsStr::new(a)));
+    all.extend(args.iter().map(std::ffi::OsStr::new));
     strace_fdslot("sendto", &all)
         .lines()
         .filter_map(|l| {

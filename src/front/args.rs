@@ -71,6 +71,20 @@ impl Args {
         self.number("--batch", 1, MAX_BATCH as u64).map(|v| v as u16)
     }
 
+    /// `--relays auto|N` (`run`; N from 0, never, to `MAX_RELAYS`).
+    pub fn relays(&mut self) -> Result<crate::restore::relay::Choice, i32> {
+        use crate::restore::relay::{Choice, MAX_RELAYS};
+        let v = self.value("--relays")?;
+        if v == b"auto" {
+            return Ok(Choice::Auto);
+        }
+        parse_radix(v, 10).filter(|&n| n <= MAX_RELAYS as u64).map(|n| Choice::Count(n as usize)).ok_or_else(|| {
+            let mut l = Line::<200>::new();
+            l.str("--relays must be auto or a number from 0 to ").num(MAX_RELAYS as u64).str(", not '").push(v).str("'");
+            usage_error(l.as_bytes())
+        })
+    }
+
     /// `--timeout SECS`: returns nanoseconds.
     pub fn timeout(&mut self) -> Result<u64, i32> {
         self.number("--timeout", 1, 86_400).map(|s| s * 1_000_000_000)

@@ -23,7 +23,7 @@ pub const VERSION: &str = "fdslot 0.1.0 (plan format 1)\n";
 pub const HELP: &str = "\
 usage: fdslot COMMAND ...
   check PLAN                 validate a plan; print a summary
-  run PLAN [--stop] [--verify] [--timeout SECS] [--batch N] [--keep FD,...]
+  run PLAN [--stop] [--verify] [--timeout SECS] [--batch N] [--relays auto|N] [--keep FD,...]
                              fork one process per task, rebuild every table, then exec
   restore PLAN TASK --session S [--sync-fd N] [--timeout SECS] [--batch N] [--keep FD,...]
           [-- PROG ARGS...]  rebuild one task's table in this process, then exec PROG
@@ -45,6 +45,9 @@ options:
   --data DIR      capture saves memfd contents in DIR (data= in the plan)
   --timeout SECS  one deadline for the whole restore (default 10)
   --batch N       fds per message, 1..253 (1: one socket per fd; default 253)
+  --relays auto|N run: processes that open the shared objects of a plan whose sharing is
+                  scattered over many tasks, and send each task its files in full batches
+                  (auto: where they cost less; 0: never; N: 1..64, at least N)
   --keep FD,...   fds to keep open and untouched (at most 64; not planned slots);
                   inject also takes --keep all: replace only the planned slots
   --session S     1 to 32 of A-Za-z0-9_-; the same for every task of a restore

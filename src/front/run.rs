@@ -11,14 +11,17 @@ use crate::report::{EXIT_PEER, EXIT_RESTORE};
 use crate::restore::barrier::{Barrier, Mode, Shared, STATE_DONE, STATE_STARTED};
 use crate::restore::roles::{Roles, MAX_BATCH};
 use crate::restore::transport::{plan_hash, Names};
-use crate::restore::{restore_task, Session, MAX_KEEP};
+use crate::restore::{relay, restore_task, Session, MAX_KEEP};
 use crate::sys::{fd, proc, Fd};
 use crate::text::Line;
 use core::sync::atomic::Ordering;
 use linux_raw_sys::general as g;
 
 struct Run<'a> {
+    /// The plan, with `run`'s relays after its own tasks if it has any (see `relay`).
     plan: &'a Plan<'a>,
+    /// How many of `plan`'s tasks are the plan's own.
+    tasks: usize,
     roles: Roles<'static>,
     shared: Shared,
     session: Session<'a>,
@@ -41,6 +44,7 @@ struct Run<'a> {
 pub unsafe fn cmd_run(a: &mut Args, envp: *const *const u8) -> i32 {
     let (mut path, mut stop, mut timeout, mut batch) = (None, false, 10_000_000_000u64, MAX_BATCH);
     let mut verify = false;
+    let mut relays = relay::Choice::Auto;
     let mut keep = heapless::Vec::<u32, MAX_KEEP>::new();
     while let Some(arg) = a.next() {
         let r = match arg {
@@ -54,6 +58,7 @@ pub unsafe fn cmd_run(a: &mut Args, envp: *const *const u8) -> i32 {
             }
             b"--timeout" => a.timeout().map(|v| timeout = v),
             b"--batch" => a.batch().map(|v| batch = v),
+            b"--relays" => a.relays().map(|v| relays = v),
             b"--keep" => a.keep(&mut keep),
             _ if path.is_none() && !arg.starts_with(b"--") => {
                 path = Some(arg);
@@ -75,6 +80,12 @@ pub unsafe fn cmd_run(a: &mut Args, envp: *const *const u8) -> i32 {
         Ok(r) => r,
         Err(c) => return c,
     };
+    let (relayed, roles) = match choose_relays(&plan, roles, batch, relays, keep.len()) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
+    let tasks = plan.tasks.len();
+    let plan = relayed.as_ref().map_or(&plan, |r| &r.plan);
     // The tasks find --keep and inherit fds in the table they inherit from run: check that the
     // caller really passed them before run opens fds of its own, which could take those numbers.
     for &k in keep.iter() {
@@ -106,6 +117,7 @@ pub unsafe fn cmd_run(a: &mut Args, envp: *const *const u8) -> i32 {
     for b in random {
         session_name.hex(b as u64, 2);
     }
+    // The relays are not in the hash: every process of the group is a fork of this one.
     let names = Names::new(session_name.peek(), plan_hash(plan.text, batch));
     let shared = match Shared::map(plan.tasks.len()) {
         Ok(s) => s,
@@ -128,7 +140,8 @@ pub unsafe fn cmd_run(a: &mut Args, envp: *const *const u8) -> i32 {
         return fail("prctl(PR_SET_CHILD_SUBREAPER)", e);
     }
     let mut run = Run {
-        plan: &plan,
+        plan,
+        tasks,
         roles,
         shared,
         session: Session { names, keep: &keep, deadline, preserve: false, keep_others: false },
@@ -149,6 +162,37 @@ pub unsafe fn cmd_run(a: &mut Args, envp: *const *const u8) -> i32 {
         }
     }
     run.supervise()
+}
+
+/// The relays `run` adds (see `relay`), with the roles to restore by: the plan's own roles
+/// unless relays were asked for (`--relays N`) or, by default, cost less (`relay::pays`).
+fn choose_relays(plan: &Plan<'static>, direct: Roles<'static>, batch: u16, choice: relay::Choice, keep: usize) -> Result<(Option<relay::Relayed<'static>>, Roles<'static>), i32> {
+    if choice == relay::Choice::Count(0) || (choice == relay::Choice::Auto && !relay::worth_a_look(&direct)) {
+        return Ok((None, direct));
+    }
+    let fail = |e: crate::sys::Errno| {
+        let mut l = Line::<200>::new();
+        l.str("fdslot: run: mmap (relays): ").str(e.name().unwrap_or("error")).str("\n");
+        eprint(l.as_bytes());
+        EXIT_RESTORE as i32
+    };
+    // A relay raises its soft limit to the hard one; what it holds must fit under that.
+    let hard = proc::getrlimit(g::RLIMIT_NOFILE).map_err(fail)?.1.min(crate::plan::NR_OPEN as u64) as usize;
+    let room = hard.saturating_sub(keep + relay::RELAY_OVERHEAD);
+    let Some(assignment) = relay::assign(plan, &direct, choice, room).map_err(fail)? else { return Ok((None, direct)) };
+    let relayed = relay::with_relays(plan, assignment).map_err(fail)?;
+    let roles = compute_roles(&relayed.plan, batch)?;
+    if choice == relay::Choice::Auto && !relay::pays(&direct, &roles) {
+        // SAFETY: neither the relays' roles nor their plan is used again.
+        unsafe {
+            roles.release();
+            relayed.release();
+        }
+        return Ok((None, direct));
+    }
+    // SAFETY: the plan's own roles are not used again.
+    unsafe { direct.release() };
+    Ok((Some(relayed), roles))
 }
 
 impl<'a> Run<'a> {
@@ -214,6 +258,9 @@ impl<'a> Run<'a> {
         self.shared.task(t).state.store(STATE_STARTED, Ordering::Release);
         proc::futex_wake_all(&self.shared.task(t).state);
         let task = self.plan.tasks[t];
+        if task.relay != 0 {
+            return self.relay_main(t);
+        }
         if task.files != 0 {
             // This table is its owner's: touch no fd, wait for the owner to rebuild it.
             if !self.shared.wait_state(task.owner as usize, STATE_DONE, self.session.deadline) {
@@ -278,6 +325,25 @@ impl<'a> Run<'a> {
         127
     }
 
+    /// The body of a relay: the restore of a task with no slots, under the hard limit (what it
+    /// holds was sized to fit there); then it ends, and with it every file it held.
+    fn relay_main(&mut self, t: usize) -> i32 {
+        let mut barrier = Barrier { mode: Mode::Shared(&self.shared), err_fd: -1, chan_fd: self.event_fd, ctl_fd: -1 };
+        let raised = proc::getrlimit(g::RLIMIT_NOFILE).and_then(|(_, hard)| proc::setrlimit(g::RLIMIT_NOFILE, hard, hard));
+        let result = match raised {
+            Ok(()) => restore_task(self.plan, &mut self.roles, t, &self.session, &mut barrier),
+            Err(e) => Err(crate::report::Failure::sys(t, "setrlimit RLIMIT_NOFILE (to the hard limit)", e)),
+        };
+        if let Err(f) = result {
+            let mut line = Line::<240>::new();
+            f.format(self.plan, &mut line);
+            barrier.fail(self.plan, &self.names, t, f.code, line.as_bytes());
+            return f.code as i32;
+        }
+        barrier.close();
+        0
+    }
+
     fn task_of(&self, pid: i32) -> Option<usize> {
         (0..self.plan.tasks.len()).find(|&t| self.shared.task(t).pid.load(Ordering::Acquire) == pid)
     }
@@ -285,7 +351,7 @@ impl<'a> Run<'a> {
     /// Waits for the restore, reports, then waits for every task to end.
     fn supervise(&mut self) -> i32 {
         let n = self.plan.tasks.len();
-        let roots = self.plan.tasks.iter().filter(|t| t.parent == 0).count();
+        let roots = self.plan.tasks[..self.tasks].iter().filter(|t| t.parent == 0).count();
         let (mut stopped, mut ready) = (0usize, false);
         let mut first_status: i32 = 0;
         let grace = self.session.deadline + 2_000_000_000;
@@ -327,7 +393,8 @@ impl<'a> Run<'a> {
                         if let Some(t) = t {
                             if !ready && self.shared.task(t).state.load(Ordering::Acquire) != STATE_DONE && self.shared.failure_text(t).is_none() {
                                 let mut l = Line::<240>::new();
-                                l.str("fdslot: task ").num(self.plan.tasks[t].id as u64);
+                                l.str("fdslot: ");
+                                crate::report::name_task(self.plan, t, &mut l);
                                 if ev.code == g::CLD_EXITED {
                                     l.str(": exited with status ").num(ev.status as u64);
                                 } else {
@@ -388,7 +455,7 @@ impl<'a> Run<'a> {
 
     fn print_ready(&self) {
         let mut out = Line::<4096>::new();
-        for t in 0..self.plan.tasks.len() {
+        for t in 0..self.tasks {
             if out.len() > 4000 {
                 print(out.as_bytes());
                 out.clear();
@@ -401,13 +468,16 @@ impl<'a> Run<'a> {
 
     /// `--verify`: the stopped tasks' tables against the plan; mismatches go to stderr.
     fn verify_tasks(&self) -> bool {
-        let n = self.plan.tasks.len();
+        let n = self.tasks;
         let Ok(mut arena) = crate::arena::Arena::map(crate::arena::bytes_for::<i32>(n)) else { return false };
         let pids = arena.take::<i32>(n);
         for (t, p) in pids.iter_mut().enumerate() {
             *p = self.shared.task(t).pid.load(Ordering::Acquire);
         }
-        super::verify::run_verify(self.plan, pids, self.session.keep, false) == 0
+        // The plan's own tasks only: relays hold nothing, and have ended.
+        let p = self.plan;
+        let own = Plan { text: p.text, tasks: &p.tasks[..n], objects: p.objects, targets: p.targets, task_first: &p.task_first[..n + 1], task_index: p.task_index };
+        super::verify::run_verify(&own, pids, self.session.keep, false) == 0
     }
 
     /// Resumes tasks that stopped only to be verified.

@@ -88,7 +88,9 @@ pub struct Task {
     pub owner: u16,
     /// How many other tasks share this task's table (on owners).
     pub sharers: u16,
-    pub _pad: u16,
+    /// Under `run` with relays (see `restore::relay`): relay number + 1 for the relays it adds
+    /// after the plan's tasks; 0 for the plan's own.
+    pub relay: u16,
     /// `nofile=`: RLIMIT_NOFILE for the restored program; 0 for unchanged.
     pub nofile: u32,
 }

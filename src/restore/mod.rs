@@ -6,6 +6,7 @@
 pub mod barrier;
 pub mod open;
 pub mod preserve;
+pub mod relay;
 pub mod roles;
 pub mod slots;
 pub mod transport;
@@ -655,10 +656,11 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             };
             let opened = opened.map_err(|(what, e)| {
                 let first = self.plan.targets.iter().find(|x| x.object == oi);
-                let f = Failure::sys(t, what, e).on(oi, 0);
-                match first.filter(|x| x.task as usize == t) {
-                    Some(x) => f.at_fd(x.fd),
-                    None => f,
+                match first {
+                    Some(x) if x.task as usize == t => Failure::sys(t, what, e).on(oi, 0).at_fd(x.fd),
+                    // A relay names the first task that wanted the file.
+                    Some(x) if self.plan.tasks[t].relay != 0 => Failure::sys(x.task as usize, what, e).on(oi, 0).at_fd(x.fd).via(t),
+                    _ => Failure::sys(t, what, e).on(oi, 0),
                 }
             })?;
             let mut moves = [Move::default(); 2];

@@ -1,0 +1,242 @@
+//! Relays under `run`: with sharing scattered over many tasks, `run` adds relay processes that
+//! open every object two or more tables hold and send each task its shared files in a few full
+//! batches. Checked by the kernel: the tables (kcmp, fdinfo, FD_CLOEXEC, nothing else open),
+//! who opened the files and who received them (strace), that the relays are gone once the
+//! tasks are ready, and the failure line when a relay cannot open a file.
+
+#[macro_use]
+mod common;
+
+use common::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::process::CommandExt;
+use std::time::{Duration, Instant};
+
+/// `tasks` tasks with `per` fds each at random slots from 3 up; every object is held by 1 to
+/// 4 random tasks (sometimes twice by one), a few are pipes whose ends go to different tasks.
+/// Files are `s0..s3` (for objects two or more tasks hold) and `p0..p3` (for the others) in
+/// `d`, opened with differing flags, offsets and FD_CLOEXEC.
+fn scattered_plan(d: &TmpDir, tasks: u16, per: u32, seed: u64) -> Plan {
+    let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let file = |name: String| d.file(&name, format!("{name} of the relay test, long enough for offsets").as_bytes());
+    let shared: Vec<_> = (0..4).map(|i| file(format!("s{i}"))).collect();
+    let private: Vec<_> = (0..4).map(|i| file(format!("p{i}"))).collect();
+    let mut p = Plan::new();
+    for t in 1..=tasks {
+        p.task(t);
+    }
+    // Per task, the free slots, shuffled: each object takes its fds from them.
+    let mut free: BTreeMap<u16, Vec<u32>> = (1..=tasks)
+        .map(|t| {
+            let mut v: Vec<u32> = (3..3 + per + per / 2).collect();
+            rng.shuffle(&mut v);
+            v.truncate(per as usize);
+            (t, v)
+        })
+        .collect();
+    let mut id = 0;
+    loop {
+        let holders = 1 + rng.below(4) as usize;
+        let mut who: Vec<u16> = (0..holders).map(|_| 1 + rng.below(tasks as u64) as u16).filter(|t| !free[t].is_empty()).collect();
+        who.dedup();
+        if who.is_empty() {
+            if free.values().all(|v| v.is_empty()) {
+                break;
+            }
+            continue;
+        }
+        id += 1;
+        if id % 17 == 0 && who.len() >= 2 {
+            let (r, w) = (who[0], who[1]);
+            let (fr, fw) = (free.get_mut(&r).unwrap().pop().unwrap(), free.get_mut(&w).unwrap().pop().unwrap());
+            p.pipe(id).r(r, fr).w(w, fw);
+            continue;
+        }
+        let distinct: BTreeSet<u16> = who.iter().copied().collect();
+        let f = &(if distinct.len() >= 2 { &shared } else { &private })[rng.below(4) as usize];
+        let flags = ["rdonly", "rdwr", "rdwr,append", "rdonly,nonblock"][rng.below(4) as usize];
+        let o = p.reg_pos(id, f, flags, rng.below(40));
+        for &t in &who {
+            // Sometimes a dup in the same task.
+            for _ in 0..1 + (rng.below(6) == 0) as usize {
+                let Some(fd) = free.get_mut(&t).unwrap().pop() else { break };
+                if rng.below(3) == 0 {
+                    o.at_ce(t, fd);
+                } else {
+                    o.at(t, fd);
+                }
+            }
+        }
+    }
+    p
+}
+
+/// From an strace log: the pids that opened a file of the plan that two or more tasks hold
+/// (`s0..s3` in `dir`), the pids that took fds out of a socket, and how many messages with
+/// fds they took.
+fn opens_and_receivers(log: &str, dir: &std::path::Path) -> (BTreeSet<i32>, BTreeSet<i32>, usize) {
+    let dir = dir.to_str().unwrap();
+    let (mut openers, mut receivers, mut recvs) = (BTreeSet::new(), BTreeSet::new(), 0);
+    for l in log.lines() {
+        let Some((pid, call)) = l.split_once(' ') else { continue };
+        let Ok(pid) = pid.trim().parse::<i32>() else { continue };
+        let call = call.trim_start();
+        // By the whole path, or by name below a held directory.
+        if let Some(path) = call.strip_prefix("openat(").and_then(|c| c.split('"').nth(1)) {
+            let name = path.rsplit('/').next().unwrap_or("");
+            let ours = !path.contains('/') || path.starts_with(dir);
+            if ours && name.len() == 2 && name.starts_with('s') && name.as_bytes()[1].is_ascii_digit() {
+                openers.insert(pid);
+            }
+        }
+        // strace splits a call that another process's line interrupts.
+        if (call.starts_with("recvmsg(") || call.starts_with("<... recvmsg resumed>")) && call.contains("SCM_RIGHTS") {
+            receivers.insert(pid);
+            recvs += 1;
+        }
+    }
+    (openers, receivers, recvs)
+}
+
+fn strace_run(plan: &std::path::Path, args: &[&str]) -> String {
+    let mut all: Vec<&std::ffi::OsStr> = vec!["run".as_ref(), plan.as_os_str()];
+    all.extend(args.iter().map(std::ffi::OsStr::new));
+    strace_fdslot("openat,recvmsg", &all)
+}
+
+/// The tables are as planned, with relays chosen by default, forced in number, and off.
+fn tables(args: &[&str]) {
+    let d = TmpDir::new("reltab");
+    let p = scattered_plan(&d, 120, 40, 1);
+    run_and_check(&p, &d, args);
+}
+
+#[test]
+fn tables_with_relays_by_default() {
+    tables(&[]);
+}
+
+#[test]
+fn tables_with_three_relays() {
+    tables(&["--relays", "3"]);
+}
+
+#[test]
+fn tables_without_relays() {
+    tables(&["--relays", "0"]);
+}
+
+#[test]
+fn tables_with_relays_in_the_seeds_form() {
+    tables(&["--relays", "2", "--batch", "1"]);
+}
+
+/// By default, 120 tasks of scattered sharing are relayed: every file two or more tasks hold
+/// is opened by one of two processes that receive nothing (the relays), and each task takes
+/// its files out of at most two sockets (one batch per relay). With `--relays 0` the tasks
+/// open them themselves, which shows that the check can tell.
+#[test]
+fn the_default_relays_scattered_sharing() {
+    let d = TmpDir::new("relwho");
+    let tasks = 120;
+    let p = scattered_plan(&d, tasks, 40, 2);
+    let plan = d.plan(&p.text());
+
+    let log = strace_run(&plan, &["--timeout", "60"]);
+    let (openers, receivers, recvs) = opens_and_receivers(&log, &d.0);
+    assert_eq!(openers.len(), 2, "two processes open the shared files (the relays): {openers:?}");
+    assert!(openers.is_disjoint(&receivers), "the relays receive nothing");
+    assert!(receivers.len() >= tasks as usize - 2, "{} processes received files, of {tasks} tasks", receivers.len());
+    assert!(recvs <= 2 * tasks as usize, "{recvs} messages received by {tasks} tasks: more than one per task and relay");
+
+    let log = strace_run(&plan, &["--timeout", "60", "--relays", "0"]);
+    let (openers, receivers, recvs) = opens_and_receivers(&log, &d.0);
+    assert!(openers.len() > 50, "without relays, the tasks open the files themselves: {} openers", openers.len());
+    assert!(openers.difference(&receivers).count() < 10, "without relays, the openers receive too");
+    assert!(recvs > 4 * tasks as usize, "without relays, one batch per pair of tasks: {recvs} messages");
+}
+
+/// Once `ready` is printed, the relays have ended (they are run's children; only the plan's
+/// root tasks remain), so no process outside the plan holds a file of it.
+#[test]
+fn relays_are_gone_when_the_tasks_are_ready() {
+    let d = TmpDir::new("relgone");
+    let p = scattered_plan(&d, 60, 30, 3);
+    let plan = d.plan(&p.text());
+    let r = run_stop(&plan, &["--relays", "4"]);
+    let run = r.run_pid();
+    let want: BTreeSet<i32> = r.pids.values().copied().collect();
+    let start = Instant::now();
+    let children = loop {
+        let text = std::fs::read_to_string(format!("/proc/{run}/task/{run}/children")).unwrap();
+        let c: BTreeSet<i32> = text.split_whitespace().map(|s| s.parse().unwrap()).collect();
+        if c.is_subset(&want) || start.elapsed() > Duration::from_secs(5) {
+            break c;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let strangers: Vec<_> = children.difference(&want).collect();
+    assert!(strangers.is_empty(), "run still has children that are no task of the plan: {strangers:?}");
+    assert_plan(&p, &r.pids, &CheckOpts { stopped: true, ..Default::default() });
+    r.finish();
+}
+
+/// A file a relay cannot open: one line naming the first task and fd that wanted it, the
+/// object, the call and errno, and the relay; exit 1; no task is left behind.
+#[test]
+fn a_relays_failure_names_the_task_fd_and_relay() {
+    let d = TmpDir::new("relfail");
+    let mut p = scattered_plan(&d, 20, 10, 4);
+    let missing = d.path("missing");
+    p.reg(100_000, &missing, "rdonly").at(7, 200).at(3, 201);
+    let plan = d.plan(&p.text());
+    let o = output({
+        let mut c = fdslot();
+        c.arg("run").arg(&plan).args(["--relays", "2", "--stop"]);
+        c
+    });
+    assert_eq!(o.code(), Some(1), "{o}");
+    let want = format!("fdslot: task 3 fd 201 (reg 100000 {}): open: ENOENT (opened for it by relay 2)\n", missing.display());
+    assert_eq!(o.stderr, want, "{o}");
+    assert!(o.stdout.is_empty(), "{o}");
+}
+
+/// Under a hard RLIMIT_NOFILE of 300, what each relay holds must fit under it: `run` adds as
+/// many relays as that takes (here 6 rather than the 4 asked for; one that did not fit would
+/// fail its restore), and the tables are still as planned.
+#[test]
+fn relays_fit_under_a_low_hard_limit() {
+    let d = TmpDir::new("rellow");
+    let p = scattered_plan(&d, 120, 40, 5);
+    let plan = d.plan(&p.text());
+    let mut cmd = run_stop_cmd(&plan, &["--relays", "4"]);
+    // SAFETY: setrlimit is async-signal-safe; lowering both limits needs no privilege.
+    unsafe {
+        cmd.pre_exec(|| {
+            let l = libc::rlimit { rlim_cur: 300, rlim_max: 300 };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let r = start_stopped(cmd).unwrap_or_else(|o| panic!("run did not get to ready: {o}"));
+    assert_plan(&p, &r.pids, &CheckOpts { stopped: true, ..Default::default() });
+    r.finish();
+}
+
+#[test]
+fn relays_must_be_auto_or_a_small_number() {
+    let d = TmpDir::new("relarg");
+    let p = scattered_plan(&d, 3, 3, 6);
+    let plan = d.plan(&p.text());
+    for bad in ["65", "many", "-1"] {
+        let o = output({
+            let mut c = fdslot();
+            c.arg("run").arg(&plan).args(["--relays", bad]);
+            c
+        });
+        assert_eq!(o.code(), Some(2), "{o}");
+        assert!(o.stderr.contains(&format!("--relays must be auto or a number from 0 to 64, not '{bad}'")), "{o}");
+    }
+}
