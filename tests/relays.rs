@@ -71,12 +71,21 @@ fn scattered_plan(d: &TmpDir, tasks: u16, per: u32, seed: u64) -> Plan {
     p
 }
 
-/// From an strace log: the pids that opened a file of the plan that two or more tasks hold
-/// (`s0..s3` in `dir`), the pids that took fds out of a socket, and how many messages with
-/// fds they took.
-fn opens_and_receivers(log: &str, dir: &std::path::Path) -> (BTreeSet<i32>, BTreeSet<i32>, usize) {
+/// What an strace log shows of a restore.
+struct Seen {
+    /// The pids that opened a file of the plan that two or more tasks hold (`s0..s3`).
+    openers: BTreeSet<i32>,
+    /// Those opens, and how many of them were by name below a held directory.
+    opens: usize,
+    relative: usize,
+    /// The pids that took fds out of a socket, and how many messages with fds they took.
+    receivers: BTreeSet<i32>,
+    recvs: usize,
+}
+
+fn seen(log: &str, dir: &std::path::Path) -> Seen {
     let dir = dir.to_str().unwrap();
-    let (mut openers, mut receivers, mut recvs) = (BTreeSet::new(), BTreeSet::new(), 0);
+    let mut s = Seen { openers: BTreeSet::new(), opens: 0, relative: 0, receivers: BTreeSet::new(), recvs: 0 };
     for l in log.lines() {
         let Some((pid, call)) = l.split_once(' ') else { continue };
         let Ok(pid) = pid.trim().parse::<i32>() else { continue };
@@ -86,16 +95,18 @@ fn opens_and_receivers(log: &str, dir: &std::path::Path) -> (BTreeSet<i32>, BTre
             let name = path.rsplit('/').next().unwrap_or("");
             let ours = !path.contains('/') || path.starts_with(dir);
             if ours && name.len() == 2 && name.starts_with('s') && name.as_bytes()[1].is_ascii_digit() {
-                openers.insert(pid);
+                s.openers.insert(pid);
+                s.opens += 1;
+                s.relative += !path.contains('/') as usize;
             }
         }
         // strace splits a call that another process's line interrupts.
         if (call.starts_with("recvmsg(") || call.starts_with("<... recvmsg resumed>")) && call.contains("SCM_RIGHTS") {
-            receivers.insert(pid);
-            recvs += 1;
+            s.receivers.insert(pid);
+            s.recvs += 1;
         }
     }
-    (openers, receivers, recvs)
+    s
 }
 
 fn strace_run(plan: &std::path::Path, args: &[&str]) -> String {
@@ -142,18 +153,18 @@ fn the_default_relays_scattered_sharing() {
     let p = scattered_plan(&d, tasks, 40, 2);
     let plan = d.plan(&p.text());
 
-    let log = strace_run(&plan, &["--timeout", "60"]);
-    let (openers, receivers, recvs) = opens_and_receivers(&log, &d.0);
-    assert_eq!(openers.len(), 2, "two processes open the shared files (the relays): {openers:?}");
-    assert!(openers.is_disjoint(&receivers), "the relays receive nothing");
-    assert!(receivers.len() >= tasks as usize - 2, "{} processes received files, of {tasks} tasks", receivers.len());
-    assert!(recvs <= 2 * tasks as usize, "{recvs} messages received by {tasks} tasks: more than one per task and relay");
+    let s = seen(&strace_run(&plan, &["--timeout", "60"]), &d.0);
+    assert_eq!(s.openers.len(), 2, "two processes open the shared files (the relays): {:?}", s.openers);
+    assert!(s.openers.is_disjoint(&s.receivers), "the relays receive nothing");
+    assert!(s.receivers.len() >= tasks as usize - 2, "{} processes received files, of {tasks} tasks", s.receivers.len());
+    assert!(s.recvs <= 2 * tasks as usize, "{} messages received by {tasks} tasks: more than one per task and relay", s.recvs);
+    // All the shared files are in one directory: each relay holds it and opens them by name.
+    assert!(s.relative + 2 >= s.opens, "{} of {} opens by the relays were by name below the directory", s.relative, s.opens);
 
-    let log = strace_run(&plan, &["--timeout", "60", "--relays", "0"]);
-    let (openers, receivers, recvs) = opens_and_receivers(&log, &d.0);
-    assert!(openers.len() > 50, "without relays, the tasks open the files themselves: {} openers", openers.len());
-    assert!(openers.difference(&receivers).count() < 10, "without relays, the openers receive too");
-    assert!(recvs > 4 * tasks as usize, "without relays, one batch per pair of tasks: {recvs} messages");
+    let s = seen(&strace_run(&plan, &["--timeout", "60", "--relays", "0"]), &d.0);
+    assert!(s.openers.len() > 50, "without relays, the tasks open the files themselves: {} openers", s.openers.len());
+    assert!(s.openers.difference(&s.receivers).count() < 10, "without relays, the openers receive too");
+    assert!(s.recvs > 4 * tasks as usize, "without relays, one batch per pair of tasks: {} messages", s.recvs);
 }
 
 /// Once `ready` is printed, the relays have ended (they are run's children; only the plan's

@@ -363,10 +363,12 @@ fn may_wake(plan: &Plan<'_>, roles: &Roles<'_>, t: usize, barrier: &Barrier<'_>)
     matches!(barrier.mode, barrier::Mode::Shared(_)) && roles.task_batches[t + 1] - roles.task_batches[t] > window_for(plan.tasks.len())
 }
 
-/// Closes every fd but `keep`, the restorer's own, and the inherited descriptions it adopted.
-fn close_unplanned(keep: &[u32], own: &[Fd], adopted: &[u32]) -> Result<(), Errno> {
-    let mut spared: heapless::Vec<u32, { MAX_KEEP + 4 + crate::plan::MAX_INHERIT_PER_TASK }> = heapless::Vec::new();
-    for &k in keep.iter().chain(adopted) {
+/// Closes every fd but `keep`, the restorer's own, the inherited descriptions it adopted, and
+/// with `stdio` fds 0 to 2.
+fn close_unplanned(keep: &[u32], own: &[Fd], adopted: &[u32], stdio: bool) -> Result<(), Errno> {
+    let mut spared: heapless::Vec<u32, { MAX_KEEP + 7 + crate::plan::MAX_INHERIT_PER_TASK }> = heapless::Vec::new();
+    let stdio: &[u32] = if stdio { &[0, 1, 2] } else { &[] };
+    for &k in keep.iter().chain(adopted).chain(stdio) {
         let _ = spared.push(k);
     }
     for &o in own {
@@ -388,7 +390,9 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         barrier.adopt(slots, t)?;
         match preserved {
             Some(p) => p.park(slots).map_err(|(at, what, e)| Failure::sys(t, what, e).at_fd(at))?,
-            None => close_unplanned(self.session.keep, &barrier.fds(), &adopted).map_err(|e| Failure::sys(t, "close_range", e))?,
+            // A relay (no slots of its own) keeps 0 to 2 as it found them, so that each file
+            // it opens lands on the service number it is held at: no move per file.
+            None => close_unplanned(self.session.keep, &barrier.fds(), &adopted, self.plan.tasks[t].relay != 0).map_err(|e| Failure::sys(t, "close_range", e))?,
         }
         // Under `run` (fresh forks of ours: no foreign seccomp filter to trip, no other thread
         // to see it) a task that sends nothing yields to its openers while it restores (see

@@ -92,11 +92,14 @@ impl DirCache {
         let prefix = Span { off: path.off, len: cut as u32 };
         let len = decode_path(plan, prefix, buf).ok()?;
         let d = fd::open(&buf[..len], g::O_PATH | g::O_DIRECTORY | g::O_CLOEXEC, 0).ok()?;
-        // dup3 over the number closes the directory held before, if any.
-        let moved = fd::dup3(d, self.slot, g::O_CLOEXEC).is_ok();
-        let _ = fd::close(d);
-        if !moved {
-            return None;
+        // Landed on the number itself (the lowest free one, with nothing held there yet): in
+        // place. Else dup3 over the number closes the directory held before, if any.
+        if d != self.slot {
+            let moved = fd::dup3(d, self.slot, g::O_CLOEXEC).is_ok();
+            let _ = fd::close(d);
+            if !moved {
+                return None;
+            }
         }
         self.held = true;
         self.prefix = prefix;
