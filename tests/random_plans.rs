@@ -501,10 +501,12 @@ seed_chunks! {
 
 /// Every kind, `opener=`, shared tables and inherited fds with relays forced (1 to 3): the
 /// objects two or more tables hold go through the relays, the rest keep their openers.
+/// Seeds 0..60, or 0..$FDSLOT_RELAYED_SEEDS for a longer hunt.
 #[test]
 fn relayed_seeds() {
+    let n = std::env::var("FDSLOT_RELAYED_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(60);
     let mut failed = Vec::new();
-    for seed in 0..60 {
+    for seed in 0..n {
         let n = (1 + seed % 3).to_string();
         if let Err(e) = run_seed_with(seed, &["--relays", &n]) {
             failed.push(e);
