@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
-/// `tasks` tasks with `per` fds each at random slots from 3 up; every object is held by 1 to
+/// `tasks` tasks (children of task 1 from seed 3 up, roots before) with `per` fds each at
+/// random slots from 3 up; every object is held by 1 to
 /// 4 random tasks (sometimes twice by one), a few are pipes whose ends go to different tasks.
 /// Files are `s0..s3` (for objects two or more tasks hold) and `p0..p3` (for the others) in
 /// `d`, opened with differing flags, offsets and FD_CLOEXEC.
@@ -23,7 +24,11 @@ fn scattered_plan(d: &TmpDir, tasks: u16, per: u32, seed: u64) -> Plan {
     let private: Vec<_> = (0..4).map(|i| file(format!("p{i}"))).collect();
     let mut p = Plan::new();
     for t in 1..=tasks {
-        p.task(t);
+        if t > 1 && seed >= 3 {
+            p.child(t, 1);
+        } else {
+            p.task(t);
+        }
     }
     // Per task, the free slots, shuffled: each object takes its fds from them.
     let mut free: BTreeMap<u16, Vec<u32>> = (1..=tasks)
@@ -250,4 +255,57 @@ fn relays_must_be_auto_or_a_small_number() {
         assert_eq!(o.code(), Some(2), "{o}");
         assert!(o.stderr.contains(&format!("--relays must be auto or a number from 0 to 64, not '{bad}'")), "{o}");
     }
+}
+
+/// A relay killed (here before the barrier's go: task 1 is still forking its 399 children)
+/// fails the whole restore at once, not at the deadline: one line that names the relay, exit
+/// 3, and every task gone. If the restore won the race, it is tried again.
+#[test]
+fn a_killed_relay_fails_the_restore_at_once() {
+    let d = TmpDir::new("relkill");
+    let p = scattered_plan(&d, 400, 10, 7);
+    let plan = d.plan(&p.text());
+    for attempt in 0..5 {
+        let mut child = fdslot()
+            .arg("run")
+            .arg(&plan)
+            .args(["--stop", "--timeout", "30"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let run = child.id() as i32;
+        // run forks task 1, then the two relays: its third child is relay 2.
+        let children = || -> Vec<i32> {
+            std::fs::read_to_string(format!("/proc/{run}/task/{run}/children")).unwrap_or_default().split_whitespace().map(|s| s.parse().unwrap()).collect()
+        };
+        let start = Instant::now();
+        while children().len() < 3 && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let relay = children()[2];
+        let task1 = children()[0];
+        let mut group = children();
+        group.extend(std::fs::read_to_string(format!("/proc/{task1}/task/{task1}/children")).unwrap_or_default().split_whitespace().map(|s| s.parse::<i32>().unwrap()));
+        kill(relay, libc::SIGKILL);
+        let status = wait_timeout(&mut child, Duration::from_secs(10)).expect("run did not end within 10 s of the relay's death");
+        let mut out = String::new();
+        let mut err = String::new();
+        use std::io::Read;
+        child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        if out.contains("ready") {
+            // The restore was done before the kill: every relay had ended.
+            eprintln!("attempt {attempt}: the restore finished first");
+            kill(-run, libc::SIGKILL);
+            continue;
+        }
+        assert_eq!(status.code(), Some(3), "stderr: {err}");
+        assert_eq!(err, "fdslot: relay 2: killed by signal 9 before its restore completed\n");
+        assert!(start.elapsed() < Duration::from_secs(10), "took {:?}", start.elapsed());
+        let left: Vec<_> = group.iter().filter(|&&pid| !wait_gone(pid, Duration::from_secs(5))).collect();
+        assert!(left.is_empty(), "processes of the group left behind: {left:?} of {}", group.len());
+        return;
+    }
+    panic!("the restore finished before relay 2 could be killed, five times");
 }
