@@ -177,4 +177,26 @@ mod tests {
             assert_eq!(r, w);
         }
     }
+
+    /// radix_sort_by_key is stable (roles rely on it: a run of one receiver and opener stays
+    /// in fd order) and looks only at the low bytes of the key it is given.
+    #[test]
+    fn radix_is_stable_on_its_bits() {
+        let mut x: u64 = 999;
+        for n in [0usize, 1, 2, 3, 10, 31, 32, 33, 100, 1000] {
+            let v: Vec<(u64, usize)> = (0..n)
+                .map(|i| {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    // Few distinct low 16 bits, noise above them.
+                    ((x >> 20) & 0xffff_0000 | (x >> 60), i)
+                })
+                .collect();
+            let mut want = v.clone();
+            want.sort_by_key(|&(k, _)| k & 0xffff);
+            let mut got = v.clone();
+            let mut scratch = vec![(0, 0); n];
+            super::radix_sort_by_key(&mut got, &mut scratch, 16, |&(k, _)| k);
+            assert_eq!(got, want, "n = {n}");
+        }
+    }
 }

@@ -76,16 +76,16 @@ pub unsafe fn cmd_run(a: &mut Args, envp: *const *const u8) -> i32 {
         Ok(p) => p,
         Err(c) => return c,
     };
-    let roles = match compute_roles(&plan, batch) {
-        Ok(r) => r,
-        Err(c) => return c,
-    };
-    let (relayed, roles) = match choose_relays(&plan, roles, batch, relays, keep.len()) {
+    let relayed = match choose_relays(&plan, batch, relays, keep.len()) {
         Ok(r) => r,
         Err(c) => return c,
     };
     let tasks = plan.tasks.len();
-    let plan = relayed.as_ref().map_or(&plan, |r| &r.plan);
+    let plan = relayed.as_ref().unwrap_or(&plan);
+    let roles = match compute_roles(plan, batch) {
+        Ok(r) => r,
+        Err(c) => return c,
+    };
     // The tasks find --keep and inherit fds in the table they inherit from run: check that the
     // caller really passed them before run opens fds of its own, which could take those numbers.
     for &k in keep.iter() {
@@ -164,12 +164,9 @@ pub unsafe fn cmd_run(a: &mut Args, envp: *const *const u8) -> i32 {
     run.supervise()
 }
 
-/// The relays `run` adds (see `relay`), with the roles to restore by: the plan's own roles
-/// unless relays were asked for (`--relays N`) or, by default, cost less (`relay::pays`).
-fn choose_relays(plan: &Plan<'static>, direct: Roles<'static>, batch: u16, choice: relay::Choice, keep: usize) -> Result<(Option<relay::Relayed<'static>>, Roles<'static>), i32> {
-    if choice == relay::Choice::Count(0) || (choice == relay::Choice::Auto && !relay::worth_a_look(&direct)) {
-        return Ok((None, direct));
-    }
+/// The plan with the relays `run` adds (see `relay`), if it adds any: asked for with
+/// `--relays N`, or by default where they cost less (`relay::assign`).
+fn choose_relays(plan: &Plan<'static>, batch: u16, choice: relay::Choice, keep: usize) -> Result<Option<Plan<'static>>, i32> {
     let fail = |e: crate::sys::Errno| {
         let mut l = Line::<200>::new();
         l.str("fdslot: run: mmap (relays): ").str(e.name().unwrap_or("error")).str("\n");
@@ -179,20 +176,10 @@ fn choose_relays(plan: &Plan<'static>, direct: Roles<'static>, batch: u16, choic
     // A relay raises its soft limit to the hard one; what it holds must fit under that.
     let hard = proc::getrlimit(g::RLIMIT_NOFILE).map_err(fail)?.1.min(crate::plan::NR_OPEN as u64) as usize;
     let room = hard.saturating_sub(keep + relay::RELAY_OVERHEAD);
-    let Some(assignment) = relay::assign(plan, &direct, choice, room).map_err(fail)? else { return Ok((None, direct)) };
-    let relayed = relay::with_relays(plan, assignment).map_err(fail)?;
-    let roles = compute_roles(&relayed.plan, batch)?;
-    if choice == relay::Choice::Auto && !relay::pays(&direct, &roles) {
-        // SAFETY: neither the relays' roles nor their plan is used again.
-        unsafe {
-            roles.release();
-            relayed.release();
-        }
-        return Ok((None, direct));
+    match relay::assign(plan, batch, choice, room).map_err(fail)? {
+        Some(a) => relay::with_relays(plan, a).map(Some).map_err(fail),
+        None => Ok(None),
     }
-    // SAFETY: the plan's own roles are not used again.
-    unsafe { direct.release() };
-    Ok((Some(relayed), roles))
 }
 
 impl<'a> Run<'a> {

@@ -12,7 +12,6 @@
 //!
 //! Everything is decided here from the plan alone, before any fork, like the rest of the roles.
 
-use super::roles::Roles;
 use crate::arena::{bytes_for, Arena};
 use crate::plan::{file_of, two_ended, Plan, Task, KIND_INHERIT, KIND_REOPEN};
 use crate::sys::Errno;
@@ -38,7 +37,11 @@ pub enum Choice {
 const SOCKET_COST: u64 = 32;
 
 /// Below this many files a batch (on average) relays are considered at all.
-const SMALL_BATCHES: usize = 16;
+const SMALL_BATCHES: u64 = 16;
+
+/// Fewer tasks than this have too few openers per receiver for relays to cut the batches by
+/// much: they are not even counted.
+const FEW_TASKS: usize = 8;
 
 /// Which relay (number + 1) opens each object, 0 for its own opener; how many relays.
 pub struct Assignment<'a> {
@@ -47,45 +50,94 @@ pub struct Assignment<'a> {
     arena: Arena,
 }
 
-/// A plan with relays, and the mapping its copies live in.
-pub struct Relayed<'p> {
-    pub plan: Plan<'p>,
-    arena: Arena,
+/// Batches and received files, as `Roles::compute` would make them.
+#[derive(Clone, Copy)]
+struct Count {
+    batches: u64,
+    files: u64,
 }
 
-impl Relayed<'_> {
-    /// Gives the copies back (relays computed, then not chosen).
-    ///
-    /// # Safety
-    /// Nothing of `plan` but the original's own parts (text, targets) may be used afterwards.
-    pub unsafe fn release(self) {
-        // SAFETY: as the caller guarantees.
-        unsafe { self.arena.unmap() }
+impl Count {
+    /// In received files' worth (see `SOCKET_COST`).
+    fn cost(&self) -> u64 {
+        self.batches * SOCKET_COST + self.files
     }
 }
 
-/// Whether `direct` (the plan's own roles) is worth relaying at all: many batches, few files
-/// each. Only then does `run` compute the relays' roles to compare.
-pub fn worth_a_look(direct: &Roles<'_>) -> bool {
-    let (b, f) = (direct.batches.len(), direct.recv.len());
-    b >= 64 && f < SMALL_BATCHES * b
+/// Counts what `Roles::compute` would make of `plan` if `opener_of(object)` (a task index,
+/// relays from `plan.tasks.len()`) opened each object, in one pass over the targets (sorted by
+/// task and fd, so a task's first target of a file is its rep): no roles are built. `last`
+/// (one per file), `per_opener` and `touched` (one per task and relay) are scratch.
+fn count_roles(plan: &Plan<'_>, batch: u16, opener_of: impl Fn(usize) -> usize, last: &mut [u32], per_opener: &mut [u32], touched: &mut [u32]) -> Count {
+    last.fill(0);
+    let mut c = Count { batches: 0, files: 0 };
+    for t in 0..plan.tasks.len() {
+        let mut n = 0;
+        for x in plan.task_targets(t) {
+            let f = file_of(x.object, x.end);
+            let opener = opener_of(x.object as usize);
+            if last[f] == t as u32 + 1 || opener == t {
+                continue;
+            }
+            last[f] = t as u32 + 1;
+            if per_opener[opener] == 0 {
+                touched[n] = opener as u32;
+                n += 1;
+            }
+            per_opener[opener] += 1;
+            c.files += 1;
+        }
+        for &o in &touched[..n] {
+            c.batches += per_opener[o as usize].div_ceil(batch as u32) as u64;
+            per_opener[o as usize] = 0;
+        }
+    }
+    c
 }
 
-/// Whether `relayed`'s roles cost less than three quarters of `direct`'s, by the costs above.
-pub fn pays(direct: &Roles<'_>, relayed: &Roles<'_>) -> bool {
-    let cost = |r: &Roles<'_>| r.batches.len() as u64 * SOCKET_COST + r.recv.len() as u64;
-    4 * cost(relayed) < 3 * cost(direct)
-}
-
-/// Assigns the objects two or more tables hold to relays, in object order (so that a run of
-/// files in one directory stays with one relay), in near-equal parts of at most `room` files
-/// each: `Count(n)` relays, or more if they would not fit; `Auto`: as few as fit, at least
-/// two (two relays open at once on two cores). None when nothing would be relayed or more
-/// than `MAX_RELAYS` would be needed, or the plan leaves no task index or id for one.
-pub fn assign(plan: &Plan<'_>, direct: &Roles<'_>, choice: Choice, room: usize) -> Result<Option<Assignment<'static>>, Errno> {
-    let no = plan.objects.len();
-    let mut arena = Arena::map(bytes_for::<u8>(no))?;
+/// Decides `run`'s relays for `plan` in batches of `batch`, before any roles are computed:
+/// `Count(0)` none; `Count(n)` n or more; `Auto` relays where their batches cost less than
+/// three quarters of the plan's own (by `SOCKET_COST`), and only for plans whose batches
+/// carry fewer than `SMALL_BATCHES` files on average. The objects two or more tables hold go
+/// to relays in object order (so that a run of files in one directory stays with one relay),
+/// in near-equal parts of at most `room` files each: as few parts as fit, at least two (two
+/// relays open at once on two cores). None when nothing would be relayed, more than
+/// `MAX_RELAYS` would be needed, or the plan leaves no task index or id for one.
+pub fn assign(plan: &Plan<'_>, batch: u16, choice: Choice, room: usize) -> Result<Option<Assignment<'static>>, Errno> {
+    if choice == Choice::Count(0) || (choice == Choice::Auto && plan.tasks.len() < FEW_TASKS) {
+        return Ok(None);
+    }
+    let (nt, no, nf) = (plan.tasks.len(), plan.objects.len(), plan.file_count());
+    let ends = nt + MAX_RELAYS;
+    let mut arena = Arena::map(bytes_for::<u8>(no) + bytes_for::<u8>(nf) + bytes_for::<u32>(nf) + bytes_for::<u32>(no) + bytes_for::<u32>(ends) * 2)?;
     let relay_of = arena.take::<u8>(no);
+    let held = arena.take::<u8>(nf);
+    let last = arena.take::<u32>(nf);
+    let holder = arena.take::<u32>(no);
+    let per_opener = arena.take::<u32>(ends);
+    let touched = arena.take::<u32>(ends);
+    let none = |arena: Arena| {
+        // SAFETY: nothing carved from the arena outlives `assign` on this path.
+        unsafe { arena.unmap() };
+        Ok(None)
+    };
+    let direct = count_roles(plan, batch, |o| plan.objects[o].opener as usize, last, per_opener, touched);
+    if choice == Choice::Auto && (direct.batches < 64 || direct.files >= SMALL_BATCHES * direct.batches) {
+        return none(arena);
+    }
+    // Which ends anyone holds, and which objects two or more tables hold (holder: the first
+    // table seen + 1, or u32::MAX once a second one is).
+    for t in 0..nt {
+        for x in plan.task_targets(t) {
+            held[file_of(x.object, x.end)] = 1;
+            let h = &mut holder[x.object as usize];
+            if *h == 0 {
+                *h = t as u32 + 1;
+            } else if *h != t as u32 + 1 {
+                *h = u32::MAX;
+            }
+        }
+    }
     // A reopened pipe stays with its opener, and so does its reopen: the reopen goes through
     // the pipe's opener's /proc/self/fd.
     for o in plan.objects {
@@ -93,16 +145,14 @@ pub fn assign(plan: &Plan<'_>, direct: &Roles<'_>, choice: Choice, room: usize) 
             relay_of[o.value as usize] = u8::MAX;
         }
     }
-    let held = |f: usize| direct.sent[f] != 0 || direct.opener_rep[f] != 0;
+    let files_of = |i: usize, kind: u8| held[file_of(i as u32, 0)] as usize + (two_ended(kind) && held[file_of(i as u32, 1)] != 0) as usize;
     let mut total = 0usize;
     for (i, o) in plan.objects.iter().enumerate() {
-        let shared = direct.sent[file_of(i as u32, 0)] & 1 != 0 || direct.sent[file_of(i as u32, 1)] & 1 != 0;
-        if relay_of[i] == u8::MAX || !shared || o.explicit_opener != 0 || o.kind == KIND_INHERIT || o.kind == KIND_REOPEN {
-            relay_of[i] = 0;
-            continue;
+        let relayed = relay_of[i] != u8::MAX && holder[i] == u32::MAX && o.explicit_opener == 0 && o.kind != KIND_INHERIT && o.kind != KIND_REOPEN;
+        relay_of[i] = relayed as u8;
+        if relayed {
+            total += files_of(i, o.kind);
         }
-        relay_of[i] = 1;
-        total += held(file_of(i as u32, 0)) as usize + (two_ended(o.kind) && held(file_of(i as u32, 1))) as usize;
     }
     let room = room.saturating_sub(2).max(1);
     let least = total.div_ceil(room);
@@ -113,21 +163,27 @@ pub fn assign(plan: &Plan<'_>, direct: &Roles<'_>, choice: Choice, room: usize) 
     }
     .min(total);
     let free_ids = (1..=u16::MAX).rev().filter(|&id| plan.task_by_id(id).is_none()).take(count).count();
-    if total == 0 || count > MAX_RELAYS || plan.tasks.len() + count > u16::MAX as usize || free_ids < count {
-        // SAFETY: nothing carved from the arena outlives this function on this path.
-        unsafe { arena.unmap() };
-        return Ok(None);
+    if total == 0 || count > MAX_RELAYS || nt + count > u16::MAX as usize || free_ids < count {
+        return none(arena);
     }
     // Near-equal contiguous parts: relay k takes the objects whose files start in
     // [k * part, (k + 1) * part).
     let part = total.div_ceil(count);
     let mut before = 0usize;
     for (i, o) in plan.objects.iter().enumerate() {
-        if relay_of[i] == 0 {
-            continue;
+        if relay_of[i] != 0 {
+            relay_of[i] = (before / part) as u8 + 1;
+            before += files_of(i, o.kind);
         }
-        relay_of[i] = (before / part) as u8 + 1;
-        before += held(file_of(i as u32, 0)) as usize + (two_ended(o.kind) && held(file_of(i as u32, 1))) as usize;
+    }
+    if choice == Choice::Auto {
+        let relayed = count_roles(plan, batch, |o| match relay_of[o] {
+            0 => plan.objects[o].opener as usize,
+            k => nt + k as usize - 1,
+        }, last, per_opener, touched);
+        if 4 * relayed.cost() >= 3 * direct.cost() {
+            return none(arena);
+        }
     }
     Ok(Some(Assignment { relay_of, count, arena }))
 }
@@ -136,7 +192,7 @@ pub fn assign(plan: &Plan<'_>, direct: &Roles<'_>, choice: Choice, room: usize) 
 /// to it. The text and targets are the plan's own; tasks, their index and objects are copies.
 /// Relays take the highest ids the plan leaves free (names and messages need one; errors
 /// call them `relay N`).
-pub fn with_relays<'p>(plan: &Plan<'p>, a: Assignment<'_>) -> Result<Relayed<'p>, Errno> {
+pub fn with_relays<'p>(plan: &Plan<'p>, a: Assignment<'_>) -> Result<Plan<'p>, Errno> {
     let (nt, no) = (plan.tasks.len(), plan.objects.len());
     let r = a.count;
     let mut arena = Arena::map_for_forks(
@@ -166,7 +222,8 @@ pub fn with_relays<'p>(plan: &Plan<'p>, a: Assignment<'_>) -> Result<Relayed<'p>
     }
     // SAFETY: the assignment is consumed here; nothing else refers to its arena.
     unsafe { a.arena.unmap() };
-    Ok(Relayed { plan: Plan { text: plan.text, tasks, objects, targets: plan.targets, task_first, task_index }, arena })
+    // The copies' mapping lives as long as the process, like the plan's.
+    Ok(Plan { text: plan.text, tasks, objects, targets: plan.targets, task_first, task_index })
 }
 
 /// The plan's own tasks: those before the relays.

@@ -64,8 +64,6 @@ pub struct Roles<'a> {
     pub pollfds: &'a mut [linux_raw_sys::general::pollfd],
     /// Scratch: pending batch indices while receiving (runtime, per process).
     pub pending: &'a mut [u32],
-    /// The mappings every slice above lives in (see `release`).
-    arenas: [Arena; 2],
 }
 
 // SAFETY: pollfd is a plain C struct of integers.
@@ -243,22 +241,7 @@ impl<'a> Roles<'a> {
             held_fd,
             pollfds,
             pending,
-            arenas: [arena, own],
         })
-    }
-
-    /// Gives back the memory of roles that will not be used (`run`'s direct roles once it
-    /// chose relays), so that no fork inherits it.
-    ///
-    /// # Safety
-    /// No slice of these roles may be used afterwards.
-    pub unsafe fn release(self) {
-        let [a, b] = self.arenas;
-        // SAFETY: the caller guarantees that nothing uses these roles any more.
-        unsafe {
-            a.unmap();
-            b.unmap();
-        }
     }
 
     pub fn receives(&self, t: usize) -> &[Batch] {
