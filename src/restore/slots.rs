@@ -164,7 +164,7 @@ pub const MAX_MOVES: usize = 253;
 pub fn parallel_move(moves: &mut [Move]) -> Result<(), (usize, Errno)> {
     // One move (every fd of the seed's form) has no chain or cycle: skip the tables below.
     if let [m] = moves {
-        return place(m).map_err(|e| (0, e));
+        return place(m, true).map_err(|e| (0, e));
     }
     let k = moves.len();
     debug_assert!(k <= MAX_MOVES);
@@ -205,23 +205,31 @@ pub fn parallel_move(moves: &mut [Move]) -> Result<(), (usize, Errno)> {
                 }
             }
         }
+        // From the chain's free end back: each move's source is the destination of the move
+        // placed right after it, whose dup3 replaces it, so only the chain's first source (and
+        // a parked one) needs a close: a close saved per link (received batches land on the
+        // lowest free numbers, which are other slots of theirs: chains of dozens).
         while let Some(i) = path.pop() {
             let i = i as usize;
-            place(&mut moves[i]).map_err(|e| (i, e))?;
+            let replaced = path.last().is_some_and(|&next| moves[next as usize].dst == moves[i].src);
+            place(&mut moves[i], !replaced).map_err(|e| (i, e))?;
         }
     }
     Ok(())
 }
 
-/// Carries out one move whose destination is free (or its own source, or replaceable).
-fn place(m: &mut Move) -> Result<(), Errno> {
+/// Carries out one move whose destination is free (or its own source, or replaceable); the
+/// source is closed unless `close_src` is false (the next move's dup3 replaces it).
+fn place(m: &mut Move, close_src: bool) -> Result<(), Errno> {
     if m.src == m.dst {
         if m.cloexec != m.src_cloexec {
             fd::set_cloexec(m.dst, m.cloexec)?;
         }
     } else {
         fd::dup3(m.src, m.dst, if m.cloexec { g::O_CLOEXEC } else { 0 })?;
-        fd::close(m.src)?;
+        if close_src {
+            fd::close(m.src)?;
+        }
         m.src = m.dst;
     }
     m.done = true;
@@ -269,6 +277,53 @@ mod tests {
             fd::close(dst).unwrap();
         }
         let _ = open_null;
+    }
+
+    /// A received batch's shape: sources on the lowest numbers, destinations scattered over
+    /// them and above (long chains, cycles, fds in place). Every destination holds its source's
+    /// file, and every source that is no destination is closed: a close skipped in a chain
+    /// must be one that the next move's dup3 replaced.
+    #[test]
+    fn chains_leave_nothing_behind() {
+        let mut x: u64 = 77;
+        for round in 0..20 {
+            let n = 1 + (round * 7) % 60;
+            let srcs: Vec<Fd> = (0..n as Fd).map(|i| 700 + i).collect();
+            let mut dsts: Vec<Fd> = (0..(n + n / 2) as Fd).map(|i| 700 + i).collect();
+            for i in (1..dsts.len()).rev() {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                dsts.swap(i, (x >> 33) as usize % (i + 1));
+            }
+            dsts.truncate(n);
+            let mut inos = Vec::new();
+            for &src in &srcs {
+                let (r, w) = fd::pipe2(g::O_CLOEXEC).unwrap();
+                fd::close(w).unwrap();
+                fd::dup3(r, src, g::O_CLOEXEC).unwrap();
+                fd::close(r).unwrap();
+                inos.push(ino(src));
+            }
+            // The first destination must be free or replaceable: put a free one first.
+            let mut moves: Vec<Move> = srcs.iter().zip(&dsts).map(|(&s, &d)| Move::new(s, d, d % 3 == 0, true)).collect();
+            if let Some(i) = moves.iter().position(|m| !srcs.contains(&m.dst) || m.src == m.dst) {
+                moves.swap(0, i);
+                inos.swap(0, i);
+            }
+            if srcs.contains(&moves[0].dst) && moves[0].src != moves[0].dst {
+                continue;
+            }
+            parallel_move(&mut moves).unwrap();
+            for (i, m) in moves.iter().enumerate() {
+                assert_eq!(ino(m.dst), inos[i], "round {round}: move {i} to {} landed wrong", m.dst);
+                assert_eq!(fd::fcntl(m.dst, g::F_GETFD, 0).unwrap() & 1 == 1, m.dst % 3 == 0, "round {round}: FD_CLOEXEC of {}", m.dst);
+            }
+            for &src in srcs.iter().filter(|s| !dsts.contains(s)) {
+                assert!(fd::fcntl(src, g::F_GETFD, 0).is_err(), "round {round}: {src} left open");
+            }
+            for &d in &dsts {
+                fd::close(d).unwrap();
+            }
+        }
     }
 
     fn ino(f: Fd) -> u64 {
