@@ -142,6 +142,12 @@ fn tables_without_relays() {
     tables(&["--relays", "0"]);
 }
 
+/// `--verify` checks the plan's own tasks (not the relays, which hold nothing and have ended).
+#[test]
+fn tables_with_relays_and_verify() {
+    tables(&["--relays", "2", "--verify"]);
+}
+
 #[test]
 fn tables_with_relays_in_the_seeds_form() {
     tables(&["--relays", "2", "--batch", "1"]);
