@@ -206,6 +206,67 @@ fn quick_target(content: &[u8]) -> Option<(u16, u32, u8)> {
     Some((task as u16, fd, cloexec))
 }
 
+/// A well-formed `reg ID PATH [flags=...]` line whose path needs no decoding (no `%`), as the
+/// general path would read it. None for any other line (other options, escapes, anything the
+/// general path would refuse or word differently), which then takes the general path.
+fn quick_reg(text: &[u8], line: u32, content: &[u8]) -> Option<Object> {
+    /// The next word of `r` (bytes above 0x20) and what follows it.
+    #[inline(always)]
+    fn word(r: &[u8]) -> (&[u8], &[u8]) {
+        let n = r.iter().position(|&b| b <= b' ').unwrap_or(r.len());
+        r.split_at(n)
+    }
+    #[inline(always)]
+    fn blanks(r: &[u8]) -> &[u8] {
+        let n = r.iter().position(|&b| b > b' ').unwrap_or(r.len());
+        &r[n..]
+    }
+    let [b'r', b'e', b'g', b, r @ ..] = blanks(content) else { return None };
+    if *b > b' ' {
+        return None;
+    }
+    let (id, r) = word(blanks(r));
+    if id.is_empty() || id.len() > 10 || !id.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let id = id.iter().fold(0u64, |v, &d| v * 10 + (d - b'0') as u64);
+    if !(1..=u32::MAX as u64).contains(&id) {
+        return None;
+    }
+    // Raw bytes are printable (`Lines` refused the rest): without `%` the decoded path is the
+    // word itself. A `=` is left to the general path's check for options in its place.
+    let r = blanks(r);
+    let mut n = 0;
+    while let Some(&b) = r.get(n) {
+        if b <= b' ' {
+            break;
+        }
+        if b == b'%' || b == b'=' {
+            return None;
+        }
+        n += 1;
+    }
+    let (path, r) = r.split_at(n);
+    if path.is_empty() || path.len() > MAX_PATH {
+        return None;
+    }
+    let mut o = Object { id: id as u32, kind: KIND_REG, line, path: span_of(text, path), ..Object::default() };
+    let (opt, r) = word(blanks(r));
+    if !blanks(r).is_empty() {
+        return None;
+    }
+    if !opt.is_empty() {
+        // The access modes alone, the common case, without the general reader's lookups.
+        o.flags = match opt.strip_prefix(b"flags=")? {
+            b"rdonly" => g::O_RDONLY,
+            b"wronly" => g::O_WRONLY,
+            b"rdwr" => g::O_RDWR,
+            v => parse_flags(line, v, FLAG_NAMES, true).ok()?,
+        };
+    }
+    Some(o)
+}
+
 fn encoded(line: u32, s: &[u8], what: &str) -> Result<usize, PlanError> {
     decoded_len(s).map_err(|e| match e {
         EncodingError::Nul => err_tok(line, "%00 (NUL) is not allowed in", s),
@@ -272,6 +333,14 @@ fn fill(
                     nx += 1;
                     continue;
                 }
+            }
+        }
+        // Most object lines of a large plan are `reg ID PATH [flags=...]`: in one pass too.
+        if header {
+            if let Some(o) = quick_reg(text, line, content) {
+                objects[no] = o;
+                no += 1;
+                continue;
             }
         }
         let mut toks = Tokens::new(content);
@@ -545,6 +614,49 @@ mod tests {
         let c = count(text);
         assert_eq!((c.tasks, c.objects, c.targets), (plan.tasks.len(), plan.objects.len(), plan.targets.len()));
         assert_eq!((c.tasks, c.objects, c.targets), (2, 2, 4));
+    }
+
+    /// The one-pass reading of `reg ID PATH [flags=...]` stores what the general path stores,
+    /// and leaves every other line (and every error) to it.
+    #[test]
+    fn quick_regs_read_as_the_general_path() {
+        let quick: &[&[u8]] = &[
+            b"reg 1 /x",
+            b"reg 2 /x flags=rdonly",
+            b"reg 3 /x flags=rdwr",
+            b"reg 4 /x flags=wronly",
+            b"  reg\t4294967295 /a/b/c.log\t flags=wronly,append ",
+            b"reg 0007 ./rel flags=2",
+        ];
+        let general: &[&[u8]] = &[
+            b"reg 0 /x", b"reg 4294967296 /x", b"reg 00000000001 /x", b"reg +1 /x", b"reg 1", b"reg", b"reg1 /x",
+            b"regx 1 /x", b"reg 1 /x%20y", b"reg 1 flags=rdonly", b"reg 1 /x mode=644", b"reg 1 /x pos=3",
+            b"reg 1 /x opener=1", b"reg 1 /x flags=rdonly pos=3", b"reg 1 /x flags=bogus", b"reg 1 /x flags=rdonly,wronly",
+            b"reg 1 /x extra", b"reg 1 /x flags=", b"fifo 1 /x", b"at 1:3", b"reg 9 /x=y flags=rdonly", b"reg 9 a=b",
+        ];
+        for &line in quick.iter().chain(general) {
+            let text = line;
+            let mut toks = Tokens::new(line);
+            let kw = toks.next().unwrap_or(b"");
+            let want = if kw == b"reg" { parse_object(text, 7, kw, &mut toks).ok() } else { None };
+            let got = quick_reg(text, 7, line);
+            let shown = String::from_utf8_lossy(line);
+            match (got, want) {
+                (Some(g), Some(w)) => assert_eq!(
+                    (g.id, g.kind, g.flags, g.mode, g.pos, g.path, g.line, g.explicit_opener),
+                    (w.id, w.kind, w.flags, w.mode, w.pos, w.path, w.line, w.explicit_opener),
+                    "{shown}"
+                ),
+                (None, _) => assert!(!quick.contains(&line), "{shown} should go the quick way"),
+                (Some(_), None) => panic!("{shown}: the quick way took what the general path refuses"),
+            }
+        }
+        for &line in general {
+            assert!(quick_reg(line, 7, line).is_none(), "{}", String::from_utf8_lossy(line));
+        }
+        // Whole plans: an id declared twice is still found, on its line.
+        let Err(e) = load(b"fdslot 1\ntask 1\nreg 1 /x\n  at 1:3\nreg 1 /y\n  at 1:4\n") else { panic!("a repeated id is refused") };
+        assert_eq!(e.line, 5, "{}", String::from_utf8_lossy(e.msg.peek()));
     }
 
     /// The one-pass reading of `at TASK:FD` takes exactly the lines it can read as the general
