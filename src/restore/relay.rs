@@ -1,7 +1,8 @@
 //! Relays: under `run`, when a plan's sharing is scattered over many tasks, so that the batched
-//! form's batches would carry one or two files each (a receiving socket's whole life, about
-//! four opens, per file), `run` adds relay processes after the plan's tasks and makes them the
-//! openers of the objects that two or more tables hold. Each task then receives its shared
+//! form's batches would carry one or two files each (a receiving socket's whole life per file:
+//! four opens' worth of syscalls, and among hundreds of processes the wakeups between them),
+//! `run` adds relay processes after the plan's tasks and makes them the openers of the objects
+//! that two or more tables hold. Each task then receives its shared
 //! files in a few full batches, one run per relay, instead of one batch per (task, opener).
 //!
 //! A relay is a fork of `run`, as every task is before it restores: the same credentials,
