@@ -512,20 +512,21 @@ impl<'a> Run<'a> {
         self.kill_all();
         self.reap_all();
         // The first task in plan order whose own restore failed speaks; tasks that failed only
-        // because a peer did (exit 3) speak only when no task failed on its own.
-        for own_failure in [true, false] {
-            for t in 0..self.plan.tasks.len() {
-                if let Some((text, code)) = self.shared.failure_text(t) {
-                    // A task that only saw the abort defers to the one that caused it.
-                    if (code != EXIT_PEER) != own_failure || text.ends_with(b"another task failed") {
-                        continue;
-                    }
-                    eprint(text);
-                    eprint(b"\n");
-                    return code as i32;
-                }
+        // because a peer did (exit 3) speak only when no task failed on its own, and then the
+        // first of them to fail. A relay, last in plan order, killed before go aborts the
+        // group; a task that then exits takes its unrestored children with it (PDEATHSIG),
+        // and their deaths, recorded after the relay's, must not speak for it.
+        let spoken = |t: usize| self.shared.failure_text(t).filter(|(text, _)| !text.ends_with(b"another task failed"));
+        let n = self.plan.tasks.len();
+        let own = (0..n).find(|&t| spoken(t).is_some_and(|(_, code)| code != EXIT_PEER));
+        let first = own.or_else(|| (0..n).filter(|&t| spoken(t).is_some()).min_by_key(|&t| self.shared.failure_seq(t)));
+        match first.and_then(spoken) {
+            Some((text, code)) => {
+                eprint(text);
+                eprint(b"\n");
+                code as i32
             }
+            None => fallback,
         }
-        fallback
     }
 }

@@ -53,6 +53,8 @@ pub struct SharedTask {
     pub bound: AtomicU32,
     /// As an opener: 1 while it waits for credits, so that a receiver that binds more wakes it.
     pub waiting: AtomicU32,
+    /// Its failure's place in the order of the group's failures (with `len`).
+    pub seq: AtomicU32,
 }
 
 /// `run`'s shared mapping: a header, then one record per task (plan order).
@@ -120,8 +122,8 @@ impl Shared {
             // SAFETY: only task t (this process) writes its own text, before publishing len.
             unsafe { core::ptr::copy_nonoverlapping(line.as_ptr(), rec.text.as_ptr() as *mut u8, n) };
             rec.code.store(code as u32, Ordering::Relaxed);
+            rec.seq.store(self.header().failed.fetch_add(1, Ordering::AcqRel), Ordering::Relaxed);
             rec.len.store(n as u32, Ordering::Release);
-            self.header().failed.fetch_add(1, Ordering::AcqRel);
             proc::futex_wake_all(&rec.state);
         }
         self.abort();
@@ -132,6 +134,11 @@ impl Shared {
         if h.go.compare_exchange(GO_WAIT, GO_ABORT, Ordering::AcqRel, Ordering::Acquire).is_ok() {
             proc::futex_wake_all(&h.go);
         }
+    }
+
+    /// Where task t's failure came in the group's failures (0: first), if it failed.
+    pub fn failure_seq(&self, t: usize) -> u32 {
+        self.task(t).seq.load(Ordering::Relaxed)
     }
 
     /// The recorded error line of task t, if it failed.
