@@ -420,7 +420,7 @@ impl<'a> Run<'a> {
             }
             if !ready && proc::monotonic_ns() >= grace {
                 let mut l = Line::<200>::new();
-                l.str("fdslot: run: timed out: ").num(self.shared.header().done.load(Ordering::Acquire) as u64).str(" of ").num(n as u64).str(" tasks restored");
+                l.str("fdslot: run: timed out: ").num(self.shared.header().done.load(Ordering::Acquire) as u64).str(" of ").num(n as u64).str(if n > self.tasks { " tasks and relays restored" } else { " tasks restored" });
                 let late = (0..n).find(|&t| self.shared.task(t).state.load(Ordering::Acquire) != STATE_DONE).unwrap_or(0);
                 self.shared.record_failure(late, EXIT_PEER, l.peek());
                 return self.abort(EXIT_PEER as i32);
