@@ -224,8 +224,8 @@ fn a_relays_failure_names_the_task_fd_and_relay() {
 }
 
 /// Under a hard RLIMIT_NOFILE of 300, what each relay holds must fit under it: `run` adds as
-/// many relays as that takes (here 6 rather than the 4 asked for; one that did not fit would
-/// fail its restore), and the tables are still as planned.
+/// many relays as that takes (more than the 4 asked for: about 1,400 shared files; a relay
+/// that did not fit would fail its restore), and the tables are still as planned.
 #[test]
 fn relays_fit_under_a_low_hard_limit() {
     let d = TmpDir::new("rellow");
