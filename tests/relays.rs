@@ -178,6 +178,36 @@ fn the_default_relays_scattered_sharing() {
     assert!(s.recvs > 4 * tasks as usize, "without relays, one batch per pair of tasks: {} messages", s.recvs);
 }
 
+/// Sharing the way a forking server's workers share (every file opened by the master and held
+/// by all 20 tasks) keeps its one opener by default: one process opens the shared files and
+/// receives nothing, and the 19 others each take one message from it (with relays the master
+/// would receive too, from each relay).
+#[test]
+fn structured_sharing_keeps_its_opener() {
+    let d = TmpDir::new("relno");
+    let mut p = Plan::new();
+    p.task(1);
+    for t in 2..=20 {
+        p.child(t, 1);
+    }
+    let f = d.file("s0", b"shared by every task");
+    for i in 0..50u32 {
+        let o = p.reg(i + 1, &f, "rdonly");
+        for t in 1..=20 {
+            o.at(t, 3 + i);
+        }
+    }
+    let plan = d.plan(&p.text());
+    let s = seen(&strace_run(&plan, &["--timeout", "60"]), &d.0);
+    assert_eq!(s.openers.len(), 1, "one opener: {:?}", s.openers);
+    assert!(s.openers.is_disjoint(&s.receivers), "the opener holds every file itself");
+    assert_eq!(s.receivers.len(), 19, "the other tasks receive");
+    assert_eq!(s.recvs, 19, "one message each");
+    // Forced, the relays open instead and every task receives.
+    let s = seen(&strace_run(&plan, &["--timeout", "60", "--relays", "2"]), &d.0);
+    assert_eq!(s.receivers.len(), 20, "with relays every task receives");
+}
+
 /// Once `ready` is printed, the relays have ended (they are run's children; only the plan's
 /// root tasks remain), so no process outside the plan holds a file of it.
 #[test]
