@@ -154,9 +154,10 @@ fn tables_with_relays_in_the_seeds_form() {
 }
 
 /// By default, 120 tasks of scattered sharing are relayed: every file two or more tasks hold
-/// is opened by one of two processes that receive nothing (the relays), and each task takes
-/// its files out of at most two sockets (one batch per relay). With `--relays 0` the tasks
-/// open them themselves, which shows that the check can tell.
+/// is opened by one process that receives nothing (the relay: its files fit under the hard
+/// limit), and each task takes its files out of one socket. With `--relays 3`, three
+/// processes open them and each task takes at most three messages; with `--relays 0` the
+/// tasks open them themselves, which shows that the check can tell.
 #[test]
 fn the_default_relays_scattered_sharing() {
     let d = TmpDir::new("relwho");
@@ -164,13 +165,15 @@ fn the_default_relays_scattered_sharing() {
     let p = scattered_plan(&d, tasks, 40, 2);
     let plan = d.plan(&p.text());
 
-    let s = seen(&strace_run(&plan, &["--timeout", "60"]), &d.0);
-    assert_eq!(s.openers.len(), 2, "two processes open the shared files (the relays): {:?}", s.openers);
-    assert!(s.openers.is_disjoint(&s.receivers), "the relays receive nothing");
-    assert!(s.receivers.len() >= tasks as usize - 2, "{} processes received files, of {tasks} tasks", s.receivers.len());
-    assert!(s.recvs <= 2 * tasks as usize, "{} messages received by {tasks} tasks: more than one per task and relay", s.recvs);
-    // All the shared files are in one directory: each relay holds it and opens them by name.
-    assert!(s.relative + 2 >= s.opens, "{} of {} opens by the relays were by name below the directory", s.relative, s.opens);
+    for (args, relays) in [(&["--timeout", "60"][..], 1), (&["--timeout", "60", "--relays", "3"][..], 3)] {
+        let s = seen(&strace_run(&plan, args), &d.0);
+        assert_eq!(s.openers.len(), relays, "{args:?}: {relays} processes open the shared files (the relays): {:?}", s.openers);
+        assert!(s.openers.is_disjoint(&s.receivers), "{args:?}: the relays receive nothing");
+        assert!(s.receivers.len() >= tasks as usize - 2, "{args:?}: {} processes received files, of {tasks} tasks", s.receivers.len());
+        assert!(s.recvs <= relays * tasks as usize, "{args:?}: {} messages received by {tasks} tasks: more than one per task and relay", s.recvs);
+        // All the shared files are in one directory: each relay holds it and opens them by name.
+        assert!(s.relative + relays >= s.opens, "{args:?}: {} of {} opens by the relays were by name below the directory", s.relative, s.opens);
+    }
 
     let s = seen(&strace_run(&plan, &["--timeout", "60", "--relays", "0"]), &d.0);
     assert!(s.openers.len() > 50, "without relays, the tasks open the files themselves: {} openers", s.openers.len());
@@ -305,7 +308,7 @@ fn a_killed_relay_fails_the_restore_at_once() {
         let mut child = fdslot()
             .arg("run")
             .arg(&plan)
-            .args(["--stop", "--timeout", "30"])
+            .args(["--stop", "--timeout", "30", "--relays", "2"])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
