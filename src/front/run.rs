@@ -246,7 +246,8 @@ impl<'a> Run<'a> {
         proc::futex_wake_all(&self.shared.task(t).state);
         let task = self.plan.tasks[t];
         if task.relay != 0 {
-            return self.relay_main(t);
+            // A relay holds nothing once done: it ends, and with it every fd it had.
+            return self.restore_here(t).err().unwrap_or(0);
         }
         if task.files != 0 {
             // This table is its owner's: touch no fd, wait for the owner to rebuild it.
@@ -273,14 +274,9 @@ impl<'a> Run<'a> {
                     }
                 }
             }
-            let mut barrier = Barrier { mode: Mode::Shared(&self.shared), err_fd: -1, chan_fd: self.event_fd, ctl_fd: -1 };
-            if let Err(f) = restore_task(self.plan, &mut self.roles, t, &self.session, &mut barrier) {
-                let mut line = Line::<240>::new();
-                f.format(self.plan, &mut line);
-                barrier.fail(self.plan, &self.names, t, f.code, line.as_bytes());
-                return f.code as i32;
+            if let Err(code) = self.restore_here(t) {
+                return code;
             }
-            barrier.close();
         }
         if self.stop {
             // Stop only once every child task has: then our own stop means the subtree is ready.
@@ -312,23 +308,25 @@ impl<'a> Run<'a> {
         127
     }
 
-    /// The body of a relay: the restore of a task with no slots, under the hard limit (what it
-    /// holds was sized to fit there); then it ends, and with it every file it held.
-    fn relay_main(&mut self, t: usize) -> i32 {
+    /// Restores task t in this process over `run`'s shared barrier; on failure the line goes
+    /// to the shared page and the exit code comes back. A relay first raises its soft
+    /// RLIMIT_NOFILE to the hard one, under which what it holds was sized to fit.
+    fn restore_here(&mut self, t: usize) -> Result<(), i32> {
         let mut barrier = Barrier { mode: Mode::Shared(&self.shared), err_fd: -1, chan_fd: self.event_fd, ctl_fd: -1 };
-        let raised = proc::getrlimit(g::RLIMIT_NOFILE).and_then(|(_, hard)| proc::setrlimit(g::RLIMIT_NOFILE, hard, hard));
-        let result = match raised {
-            Ok(()) => restore_task(self.plan, &mut self.roles, t, &self.session, &mut barrier),
-            Err(e) => Err(crate::report::Failure::sys(t, "setrlimit RLIMIT_NOFILE (to the hard limit)", e)),
+        let raised = match self.plan.tasks[t].relay {
+            0 => Ok(()),
+            _ => proc::getrlimit(g::RLIMIT_NOFILE)
+                .and_then(|(_, hard)| proc::setrlimit(g::RLIMIT_NOFILE, hard, hard))
+                .map_err(|e| crate::report::Failure::sys(t, "setrlimit RLIMIT_NOFILE (to the hard limit)", e)),
         };
-        if let Err(f) = result {
+        if let Err(f) = raised.and_then(|()| restore_task(self.plan, &mut self.roles, t, &self.session, &mut barrier)) {
             let mut line = Line::<240>::new();
             f.format(self.plan, &mut line);
             barrier.fail(self.plan, &self.names, t, f.code, line.as_bytes());
-            return f.code as i32;
+            return Err(f.code as i32);
         }
         barrier.close();
-        0
+        Ok(())
     }
 
     fn task_of(&self, pid: i32) -> Option<usize> {

@@ -40,6 +40,9 @@ const SOCKET_COST: u64 = 32;
 /// Below this many files a batch (on average) relays are considered at all.
 const SMALL_BATCHES: u64 = 16;
 
+/// Fewer batches than this are too few for relays to save anything worth a look.
+const FEW_BATCHES: u64 = 64;
+
 /// Fewer tasks than this have too few openers per receiver for relays to cut the batches by
 /// much: they are not even counted.
 const FEW_TASKS: usize = 8;
@@ -96,6 +99,11 @@ fn count_roles(plan: &Plan<'_>, batch: u16, opener_of: impl Fn(usize) -> usize, 
     c
 }
 
+/// The task index of relay number `k` (from 1) in a plan of `nt` tasks: after them.
+fn relay_task(nt: usize, k: u8) -> usize {
+    nt + k as usize - 1
+}
+
 /// Decides `run`'s relays for `plan` in batches of `batch`, before any roles are computed:
 /// `Count(0)` none; `Count(n)` n or more; `Auto` relays where their batches cost less than
 /// three quarters of the plan's own (by `SOCKET_COST`), and only for plans whose batches
@@ -127,7 +135,7 @@ pub fn assign(plan: &Plan<'_>, batch: u16, choice: Choice, room: usize) -> Resul
         Ok(None)
     };
     let direct = count_roles(plan, batch, |o| plan.objects[o].opener as usize, last, per_opener, touched);
-    if choice == Choice::Auto && (direct.batches < 64 || direct.files >= SMALL_BATCHES * direct.batches) {
+    if choice == Choice::Auto && (direct.batches < FEW_BATCHES || direct.files >= SMALL_BATCHES * direct.batches) {
         return none(arena);
     }
     // Which ends anyone holds, and which objects two or more tables hold (holder: the first
@@ -159,6 +167,7 @@ pub fn assign(plan: &Plan<'_>, batch: u16, choice: Choice, room: usize) -> Resul
             total += files_of(i, o.kind);
         }
     }
+    // A part may run over by its last object's files (a pipe's two ends).
     let room = room.saturating_sub(2).max(1);
     let least = total.div_ceil(room);
     // No relay without a file to open.
@@ -184,7 +193,7 @@ pub fn assign(plan: &Plan<'_>, batch: u16, choice: Choice, room: usize) -> Resul
     if choice == Choice::Auto {
         let relayed = count_roles(plan, batch, |o| match relay_of[o] {
             0 => plan.objects[o].opener as usize,
-            k => nt + k as usize - 1,
+            k => relay_task(nt, k),
         }, last, per_opener, touched);
         if 4 * relayed.cost() >= 3 * direct.cost() {
             return none(arena);
@@ -222,16 +231,11 @@ pub fn with_relays<'p>(plan: &Plan<'p>, a: Assignment<'_>) -> Result<Plan<'p>, E
     }
     for (o, &k) in objects.iter_mut().zip(a.relay_of) {
         if k != 0 {
-            o.opener = (nt + k as usize - 1) as u16;
+            o.opener = relay_task(nt, k) as u16;
         }
     }
     // SAFETY: the assignment is consumed here; nothing else refers to its arena.
     unsafe { a.arena.unmap() };
     // The copies' mapping lives as long as the process, like the plan's.
     Ok(Plan { text: plan.text, tasks, objects, targets: plan.targets, task_first, task_index })
-}
-
-/// The plan's own tasks: those before the relays.
-pub fn plan_tasks(plan: &Plan<'_>) -> usize {
-    plan.tasks.iter().take_while(|t| t.relay == 0).count()
 }
