@@ -348,3 +348,21 @@ fn a_killed_relay_fails_the_restore_at_once() {
     }
     panic!("the restore finished before relay 2 could be killed, five times");
 }
+
+/// A plan text of more than 2 MiB, with paths before and after the padding: `run` reads it
+/// into memory of its own that its forks share (huge pages) instead of mapping the file, and
+/// every task must still find its paths there. 400 tasks of 200 fds: the relays' copy of the
+/// plan's objects (72 bytes each) is over 2 MiB too.
+#[test]
+fn tables_from_a_plan_of_3_mib() {
+    let d = TmpDir::new("relbig");
+    let mut p = scattered_plan(&d, 400, 200, 4);
+    p.padding = 3 << 20;
+    let text = p.text();
+    assert!(text.len() > 3 << 20);
+    let o = fdslot().arg("check").arg(d.plan(&text)).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let objects: usize = out.split(", ").nth(1).and_then(|w| w.split(' ').next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(objects * 72 > 2 << 20, "{out}");
+    run_and_check(&p, &d, &[]);
+}

@@ -445,7 +445,7 @@ pub unsafe fn cmd_inject(a: &mut Args, envp: *const *const u8) -> i32 {
         Ok(o) => o,
         Err(c) => return c,
     };
-    let plan = match load_plan(o.path) {
+    let plan = match load_plan(o.path, false) {
         Ok(p) => p,
         Err(c) => return c,
     };
@@ -462,7 +462,7 @@ pub unsafe fn cmd_inject(a: &mut Args, envp: *const *const u8) -> i32 {
         l.str("inject: task ").num(missing.id as u64).str(" of the plan has no TASK=PID");
         return usage_error(l.as_bytes());
     }
-    let image = match read_plan(o.blob) {
+    let image = match read_plan(o.blob, false) {
         Ok(b) if b.len() >= 48 && &b[..8] == b"FDSLOTB\0" => b,
         _ => return usage_error(b"inject: --blob is not a readable fdslot.blob"),
     };

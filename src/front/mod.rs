@@ -77,7 +77,8 @@ pub fn usage_error(what: &[u8]) -> i32 {
 
 /// Reads the plan into memory that lives as long as the process: a private mapping of a
 /// regular file, or, for a pipe or terminal, an anonymous mapping grown as it fills.
-pub fn read_plan(path: &[u8]) -> Result<&'static [u8], Line<300>> {
+/// Reads the plan at `path` (`-`: standard input). `for_forks`: `run`'s, which its forks read.
+pub fn read_plan(path: &[u8], for_forks: bool) -> Result<&'static [u8], Line<300>> {
     let mut cpath = [0u8; plan::MAX_PATH + 1];
     let fail = |what: &str, e: crate::sys::Errno| {
         let mut l = Line::new();
@@ -95,14 +96,14 @@ pub fn read_plan(path: &[u8]) -> Result<&'static [u8], Line<300>> {
         cpath[..path.len()].copy_from_slice(path);
         fd::open(&cpath[..path.len() + 1], linux_raw_sys::general::O_RDONLY | linux_raw_sys::general::O_CLOEXEC, 0).map_err(|e| fail("open", e))?
     };
-    let result = read_all(f).map_err(|e| fail("read", e));
+    let result = read_all(f, for_forks).map_err(|e| fail("read", e));
     if f != 0 {
         let _ = fd::close(f);
     }
     result
 }
 
-fn read_all(f: Fd) -> Result<&'static [u8], crate::sys::Errno> {
+fn read_all(f: Fd, for_forks: bool) -> Result<&'static [u8], crate::sys::Errno> {
     let (mode, size) = fd::fstat_mode_size(f)?;
     if mode & 0o170000 == 0o100000 {
         if size == 0 {
@@ -110,6 +111,23 @@ fn read_all(f: Fd) -> Result<&'static [u8], crate::sys::Errno> {
         }
         if size as usize > plan::MAX_PLAN_BYTES {
             return Err(crate::sys::Errno(linux_raw_sys::errno::EFBIG as u16));
+        }
+        if for_forks && size as usize >= crate::arena::HUGE_FROM {
+            // A big plan's paths, read by every fork at scattered places, cost each fork a
+            // fault per 64 KiB touched in the file's pages (9 per task of 1,000 x 100 fds, with
+            // sharing at random); a copy in huge pages costs none. A file that changes size
+            // meanwhile is read up to the size it had.
+            let buf = crate::arena::Arena::map_for_forks(size as usize)?.take::<u8>(size as usize);
+            let mut len = 0;
+            while len < buf.len() {
+                match fd::read(f, &mut buf[len..]) {
+                    Ok(0) => break,
+                    Ok(n) => len += n,
+                    Err(e) if e == crate::sys::Errno::INTR => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            return Ok(&buf[..len]);
         }
         let p = mem::map_file(f, size as usize)?;
         // SAFETY: a private read-only mapping of `size` bytes that is never unmapped.
@@ -141,8 +159,8 @@ fn read_all(f: Fd) -> Result<&'static [u8], crate::sys::Errno> {
 }
 
 /// Loads and validates a plan; on failure prints `fdslot: PLAN line N: ...` and returns the code.
-pub fn load_plan(path: &[u8]) -> Result<Plan<'static>, i32> {
-    let text = match read_plan(path) {
+pub fn load_plan(path: &[u8], for_forks: bool) -> Result<Plan<'static>, i32> {
+    let text = match read_plan(path, for_forks) {
         Ok(t) => t,
         Err(mut l) => {
             l.str("\n");
@@ -173,7 +191,7 @@ fn cmd_check(a: &mut Args) -> i32 {
         l.str("unexpected argument '").push(extra).str("'");
         return usage_error(l.as_bytes());
     }
-    let plan = match load_plan(path) {
+    let plan = match load_plan(path, false) {
         Ok(p) => p,
         Err(c) => return c,
     };
@@ -202,7 +220,7 @@ fn cmd_names(a: &mut Args) -> i32 {
         }
     }
     let (Some(path), Some(session)) = (path, session) else { return usage_error(b"names needs PLAN and --session S") };
-    let plan = match load_plan(path) {
+    let plan = match load_plan(path, false) {
         Ok(p) => p,
         Err(c) => return c,
     };

@@ -72,7 +72,7 @@ pub unsafe fn cmd_run(a: &mut Args, envp: *const *const u8) -> i32 {
     }
     let Some(path) = path else { return super::usage_error(b"run needs a PLAN") };
     let deadline = proc::monotonic_ns() + timeout;
-    let plan = match load_plan(path) {
+    let plan = match load_plan(path, true) {
         Ok(p) => p,
         Err(c) => return c,
     };

@@ -53,7 +53,7 @@ pub unsafe fn cmd_restore(a: &mut Args, envp: *const *const u8) -> i32 {
         return usage_error(b"--sync-fd is not an open fd");
     }
     let deadline = proc::monotonic_ns() + timeout;
-    let plan = match load_plan(path) {
+    let plan = match load_plan(path, false) {
         Ok(p) => p,
         Err(c) => return c,
     };

@@ -40,7 +40,7 @@ pub fn cmd_verify(a: &mut Args) -> i32 {
         }
     }
     let Some(path) = path else { return usage_error(b"verify needs a PLAN and TASK=PID for each task") };
-    let plan = match load_plan(path) {
+    let plan = match load_plan(path, false) {
         Ok(p) => p,
         Err(c) => return c,
     };
