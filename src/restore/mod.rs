@@ -440,7 +440,10 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         self.send_all(slots, barrier)?;
         self.open_through(u32::MAX, slots)?;
         self.receive_rest(barrier)?;
+        // A relay holds only what it sent, and ends right after: its exit closes them, after
+        // the tasks have been told it is done.
         let (ob, oe) = (self.roles.task_opened[t] as usize, self.roles.task_opened[t + 1] as usize);
+        let oe = if self.plan.tasks[t].relay != 0 { ob } else { oe };
         for k in ob..oe {
             let oi = self.roles.opened[k];
             for end in 0..2u8 {
