@@ -75,9 +75,10 @@ pub fn usage_error(what: &[u8]) -> i32 {
     EXIT_USAGE as i32
 }
 
-/// Reads the plan into memory that lives as long as the process: a private mapping of a
-/// regular file, or, for a pipe or terminal, an anonymous mapping grown as it fills.
-/// Reads the plan at `path` (`-`: standard input). `for_forks`: `run`'s, which its forks read.
+/// Reads the plan at `path` (`-`: standard input) into memory that lives as long as the
+/// process: a private mapping of a regular file, or, for a pipe or terminal, an anonymous
+/// mapping grown as it fills. `for_forks` (`run`'s plan, which its forks read): a regular file
+/// from `HUGE_FROM` is read into `Arena::map_for_forks` memory instead.
 pub fn read_plan(path: &[u8], for_forks: bool) -> Result<&'static [u8], Line<300>> {
     let mut cpath = [0u8; plan::MAX_PATH + 1];
     let fail = |what: &str, e: crate::sys::Errno| {
