@@ -246,7 +246,7 @@ impl<'a> Run<'a> {
         proc::futex_wake_all(&self.shared.task(t).state);
         let task = self.plan.tasks[t];
         if task.relay != 0 {
-            // A relay holds nothing once done: it ends, and with it every fd it had.
+            // A relay ends once done; its exit closes the files it sent.
             return self.restore_here(t).err().unwrap_or(0);
         }
         if task.files != 0 {

@@ -440,11 +440,11 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         self.send_all(slots, barrier)?;
         self.open_through(u32::MAX, slots)?;
         self.receive_rest(barrier)?;
-        // A relay holds only what it sent, and ends right after: its exit closes them, after
-        // the tasks have been told it is done.
+        // Files held only to send are closed, but by a relay: it holds nothing else, and its
+        // exit closes them after the tasks have been told it is done.
         let (ob, oe) = (self.roles.task_opened[t] as usize, self.roles.task_opened[t + 1] as usize);
-        let oe = if self.plan.tasks[t].relay != 0 { ob } else { oe };
-        for k in ob..oe {
+        let held_to_close = if self.plan.tasks[t].relay == 0 { ob..oe } else { ob..ob };
+        for k in held_to_close {
             let oi = self.roles.opened[k];
             for end in 0..2u8 {
                 let f = file_of(oi, end);
