@@ -80,8 +80,22 @@ pub unsafe fn cmd_run(a: &mut Args, envp: *const *const u8) -> i32 {
         Ok(r) => r,
         Err(c) => return c,
     };
+    // Without relays, long runs of objects that the same tables hold get spread openers.
+    let spread = match relayed {
+        Some(_) => None,
+        None => match crate::restore::spread::spread(&plan, batch, crate::restore::window_for(plan.tasks.len())) {
+            Ok(s) => s,
+            Err(e) => {
+                let mut l = Line::<200>::new();
+                l.str("fdslot: run: mmap (spread openers): ").str(e.name().unwrap_or("error")).str("\n");
+                eprint(l.as_bytes());
+                return EXIT_RESTORE as i32;
+            }
+        },
+    };
     let tasks = plan.tasks.len();
-    let plan = relayed.as_ref().unwrap_or(&plan);
+    let slot_order = spread.is_some();
+    let plan = relayed.as_ref().or(spread.as_ref()).unwrap_or(&plan);
     let roles = match compute_roles(plan, batch) {
         Ok(r) => r,
         Err(c) => return c,
@@ -144,7 +158,7 @@ pub unsafe fn cmd_run(a: &mut Args, envp: *const *const u8) -> i32 {
         tasks,
         roles,
         shared,
-        session: Session { names, keep: &keep, deadline, preserve: false, keep_others: false },
+        session: Session { names, keep: &keep, deadline, preserve: false, keep_others: false, slot_order },
         names,
         stop: stop || verify,
         verify,

@@ -38,6 +38,9 @@ pub struct SharedHeader {
     pub bound: AtomicU32,
     pub done: AtomicU32,
     pub failed: AtomicU32,
+    /// Openers whose send waits for room (their buffer, or the fds in flight, is full): a
+    /// receiver that takes batches in slot order then takes whatever has arrived.
+    pub stalled: AtomicU32,
 }
 
 /// One task's record in shared memory; `text` holds its error line when it failed.
@@ -337,6 +340,25 @@ impl<'a> Barrier<'a> {
     pub fn set_waiting(&self, t: usize, waiting: bool) {
         if let Mode::Shared(sh) = self.mode {
             sh.task(t).waiting.store(waiting as u32, Ordering::SeqCst);
+        }
+    }
+
+    /// Counts (under `run`) an opener whose send waits for room, or one no longer.
+    pub fn set_stalled(&self, stalled: bool) {
+        if let Mode::Shared(sh) = self.mode {
+            if stalled {
+                sh.header().stalled.fetch_add(1, Ordering::SeqCst);
+            } else {
+                sh.header().stalled.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Whether some opener's send waits for room that only receivers can make.
+    pub fn any_stalled(&self) -> bool {
+        match self.mode {
+            Mode::Shared(sh) => sh.header().stalled.load(Ordering::SeqCst) != 0,
+            _ => false,
         }
     }
 

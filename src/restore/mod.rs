@@ -9,6 +9,7 @@ pub mod preserve;
 pub mod relay;
 pub mod roles;
 pub mod slots;
+pub mod spread;
 pub mod transport;
 
 use crate::plan::{file_of, Object, Plan, Span, Target, KIND_INHERIT, KIND_REG, KIND_REOPEN};
@@ -34,6 +35,8 @@ pub struct Session<'a> {
     pub preserve: bool,
     /// With `preserve`: leave every fd the plan does not name open and untouched.
     pub keep_others: bool,
+    /// Receivers take their batches lowest slot first (under `run`, with spread openers).
+    pub slot_order: bool,
 }
 
 /// The most `--keep` fds.
@@ -57,6 +60,9 @@ pub const MIN_WINDOW: u32 = 8;
 pub fn window_for(tasks: usize) -> u32 {
     (NAME_BUDGET / tasks.max(1) as u32).clamp(MIN_WINDOW, WINDOW)
 }
+
+/// How often a receiver that waits for its lowest batch looks whether an opener is stalled.
+const STALL_CHECK_NS: u64 = 5_000_000;
 
 /// What this task receives from one opener: batches up to `end` (in the order the opener sends
 /// them); `next` is the next to arrive, `bound` the first whose socket is not bound yet.
@@ -129,6 +135,7 @@ struct Task<'a, 'p, 'r> {
     /// The batch being sent, and the one being received: reused, never cleared.
     out: transport::Outgoing,
     rx: Received,
+    in_slot_order: bool,
 }
 
 /// Fds an open (a FIFO's helper, a data= file, a pipe's two ends) or a received batch (one fd
@@ -207,6 +214,7 @@ pub fn restore_task(
         path: [0; crate::plan::MAX_PATH + 1],
         out: transport::Outgoing::new(),
         rx: Received::new(),
+        in_slot_order: session.slot_order,
     };
     let result = task.prepare_and_run(&mut slots, barrier, preserved.as_mut());
     for own in [task.home, task.waker, if task.dir.held { task.dir.slot } else { -1 }] {
@@ -306,7 +314,7 @@ pub fn restore_alone(plan: &Plan<'_>, t: usize, o: &AloneOptions<'_>, report: im
     let names = Names::new(o.session, transport::plan_hash(plan.text, o.batch));
     let mode = if o.sync_fd >= 0 { barrier::Mode::SyncFd } else { barrier::Mode::Peers };
     let mut barrier = Barrier { mode, err_fd: o.err_fd, chan_fd: o.sync_fd, ctl_fd: -1 };
-    let sess = Session { names, keep: o.keep, deadline: o.deadline, preserve: o.preserve, keep_others: o.keep_others };
+    let sess = Session { names, keep: o.keep, deadline: o.deadline, preserve: o.preserve, keep_others: o.keep_others, slot_order: false };
     match restore_task(plan, &mut roles, t, &sess, &mut barrier) {
         Ok(()) => Ok(barrier),
         Err(f) => {
@@ -662,7 +670,9 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
                 open::open_object(self.plan, &obj, base, reg_cloexec, dir, &mut self.path)
             };
             let opened = opened.map_err(|(what, e)| {
-                let first = self.plan.targets.iter().find(|x| x.object == oi);
+                // The opener's own fd of it (a spread opener's need not be the first).
+                let own = self.plan.task_targets(t).iter().find(|x| x.object == oi);
+                let first = own.or_else(|| self.plan.targets.iter().find(|x| x.object == oi));
                 match first {
                     Some(x) if x.task as usize == t => Failure::sys(t, what, e).on(oi, 0).at_fd(x.fd),
                     // A relay names the first task that wanted the file.
@@ -813,7 +823,6 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
 
     /// Opens what batch `k` carries (if not yet) and sends it.
     fn send_batch(&mut self, k: u32, slots: &mut Slots<'_>, barrier: &Barrier<'_>) -> Result<(), Failure> {
-        let t = self.t;
         let b = self.roles.batches[k as usize];
         let receiver_id = self.plan.tasks[b.receiver as usize].id;
         self.out.start(&Header::for_batch(&b, receiver_id, self.id, self.session.names.plan_hash));
@@ -824,33 +833,97 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             self.out.push(x.fd, f);
         }
         let to = self.session.names.rx(receiver_id, self.id, b.index);
+        // While a send waits for room, receivers that take batches in slot order must take
+        // whatever has arrived (see `receive_in_slot_order`): counted until it goes.
+        let mut stalled = false;
+        let sent = self.send_to_receiver(&to, &b, &mut stalled, barrier);
+        if stalled {
+            barrier.set_stalled(false);
+        }
+        sent
+    }
+
+    fn send_to_receiver(&mut self, to: &crate::sys::socket::UnixAddr, b: &Batch, stalled: &mut bool, barrier: &Barrier<'_>) -> Result<(), Failure> {
+        let t = self.t;
         loop {
-            match self.out.send(self.home, &to) {
+            let e = match self.out.send(self.home, to) {
                 Ok(()) => return Ok(()),
-                Err(e) if e == Errno::INTR => {}
-                Err(e) if e == Errno::AGAIN => self.pump(Some(self.home), barrier)?,
+                Err(e) if e == Errno::INTR => continue,
+                Err(e) => e,
+            };
+            if (e == Errno::AGAIN || e == Errno::TOOMANYREFS) && !*stalled {
+                *stalled = true;
+                barrier.set_stalled(true);
+            }
+            match e {
+                Errno::AGAIN => self.pump(Some(self.home), barrier)?,
                 // Too many fds in flight for this user: wait for receivers to take some.
-                Err(e) if e == Errno::TOOMANYREFS => self.pump_for(barrier, 1_000_000)?,
-                Err(e) if e == Errno::CONNREFUSED => {
-                    return Err(Failure::new(EXIT_PEER, t, "the receiving socket is gone:")
-                        .peer(b.receiver as usize)
-                        .then(" ended")
-                        .at_fd(b.slot))
+                Errno::TOOMANYREFS => self.pump_for(barrier, 1_000_000)?,
+                Errno::CONNREFUSED => {
+                    return Err(Failure::new(EXIT_PEER, t, "the receiving socket is gone:").peer(b.receiver as usize).then(" ended").at_fd(b.slot))
                 }
-                Err(e) => {
-                    return Err(Failure::sys(t, "sendmsg to", e).peer(b.receiver as usize).num(" fd ", b.slot as u64));
-                }
+                e => return Err(Failure::sys(t, "sendmsg to", e).peer(b.receiver as usize).num(" fd ", b.slot as u64)),
             }
         }
     }
 
     /// Takes what has arrived; then waits, until the deadline, for the rest.
     fn receive_rest(&mut self, barrier: &Barrier<'_>) -> Result<(), Failure> {
+        if self.in_slot_order {
+            return self.receive_in_slot_order(barrier);
+        }
         for k in 0..self.runs.len() {
             self.drain_run(k, barrier)?;
         }
         while self.remaining > 0 {
             self.pump(None, barrier)?;
+        }
+        Ok(())
+    }
+
+    /// Takes batches lowest slot first, so that each lands in its own slots (the kernel installs
+    /// at the lowest free numbers; in arrival order most fds would move). Waits for the lowest
+    /// bound head alone, but takes whatever has arrived while some opener's send waits for
+    /// room: its room may be what the batches behind the head hold, so that waiting for the
+    /// head alone could wait for ever.
+    fn receive_in_slot_order(&mut self, barrier: &Barrier<'_>) -> Result<(), Failure> {
+        while self.remaining > 0 {
+            let mut lowest = None;
+            let mut slot = u32::MAX;
+            for (k, r) in self.runs.iter().enumerate() {
+                if r.next < r.bound && self.roles.batches[r.next as usize].slot < slot {
+                    lowest = Some(k);
+                    slot = self.roles.batches[r.next as usize].slot;
+                }
+            }
+            let Some(k) = lowest else {
+                // Nothing bound: the window slides as batches arrive, so some are.
+                self.pump(None, barrier)?;
+                continue;
+            };
+            let head = self.runs[k].next;
+            if self.try_receive(head, barrier)? {
+                self.runs[k].next += 1;
+                self.remaining -= 1;
+                self.outstanding -= 1;
+                self.refill(barrier)?;
+                continue;
+            }
+            if barrier.any_stalled() {
+                for k in 0..self.runs.len() {
+                    self.drain_run(k, barrier)?;
+                }
+            }
+            let now = proc::monotonic_ns();
+            if now >= self.session.deadline {
+                return Err(self.timeout());
+            }
+            let mut head_fd = [g::pollfd { fd: slot as Fd, events: g::POLLIN as i16, revents: 0 }];
+            match fd::poll(&mut head_fd, Some(STALL_CHECK_NS.min(self.session.deadline - now))) {
+                Ok(_) => {}
+                Err(e) if e == Errno::INTR => {}
+                Err(e) => return Err(Failure::sys(self.t, "ppoll", e)),
+            }
         }
         Ok(())
     }

@@ -56,9 +56,11 @@ pub struct Assignment<'a> {
 
 /// Batches and received files, as `Roles::compute` would make them.
 #[derive(Clone, Copy)]
-struct Count {
+pub(super) struct Count {
     batches: u64,
     files: u64,
+    /// The most batches one task receives.
+    pub most: u64,
 }
 
 impl Count {
@@ -72,9 +74,9 @@ impl Count {
 /// relays from `plan.tasks.len()`) opened each object, in one pass over the targets (sorted by
 /// task and fd, so a task's first target of a file is its rep): no roles are built. `last`
 /// (one per file), `per_opener` and `touched` (one per task and relay) are scratch.
-fn count_roles(plan: &Plan<'_>, batch: u16, opener_of: impl Fn(usize) -> usize, last: &mut [u32], per_opener: &mut [u32], touched: &mut [u32]) -> Count {
+pub(super) fn count_roles(plan: &Plan<'_>, batch: u16, opener_of: impl Fn(usize) -> usize, last: &mut [u32], per_opener: &mut [u32], touched: &mut [u32]) -> Count {
     last.fill(0);
-    let mut c = Count { batches: 0, files: 0 };
+    let mut c = Count { batches: 0, files: 0, most: 0 };
     for t in 0..plan.tasks.len() {
         let mut n = 0;
         for x in plan.task_targets(t) {
@@ -91,10 +93,13 @@ fn count_roles(plan: &Plan<'_>, batch: u16, opener_of: impl Fn(usize) -> usize, 
             per_opener[opener] += 1;
             c.files += 1;
         }
+        let mut mine = 0;
         for &o in &touched[..n] {
-            c.batches += per_opener[o as usize].div_ceil(batch as u32) as u64;
+            mine += per_opener[o as usize].div_ceil(batch as u32) as u64;
             per_opener[o as usize] = 0;
         }
+        c.batches += mine;
+        c.most = c.most.max(mine);
     }
     c
 }
