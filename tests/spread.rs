@@ -51,12 +51,13 @@ struct Process {
     recv_from: Vec<u32>,
     pending_recv: Option<u32>,
     dup3s: usize,
+    closes: usize,
 }
 
 fn traced(plan: &std::path::Path, args: &[&str]) -> BTreeMap<i32, Process> {
     let mut all: Vec<&std::ffi::OsStr> = vec!["run".as_ref(), plan.as_os_str()];
     all.extend(args.iter().map(std::ffi::OsStr::new));
-    let log = strace_fdslot("openat,recvmsg,dup3", &all);
+    let log = strace_fdslot("openat,recvmsg,dup3,close", &all);
     let mut seen: BTreeMap<i32, Process> = BTreeMap::new();
     for l in log.lines() {
         let Some((pid, call)) = l.split_once(' ') else { continue };
@@ -71,6 +72,9 @@ fn traced(plan: &std::path::Path, args: &[&str]) -> BTreeMap<i32, Process> {
         }
         if call.starts_with("dup3(") {
             p.dup3s += 1;
+        }
+        if call.starts_with("close(") {
+            p.closes += 1;
         }
         // strace splits a call that another process's line interrupts: the fd comes in the
         // first part, the fds taken in the second.
@@ -94,8 +98,8 @@ fn traced(plan: &std::path::Path, args: &[&str]) -> BTreeMap<i32, Process> {
 /// 1,000 files held by 5 tasks: each task opens 200 (its chunk), and takes the other four
 /// chunks, one message each, lowest slot first. The lowest chunk's opener opens in place; the
 /// others move each file they open once (the chunk lands on the lowest free numbers, the
-/// slots of the chunks below), and nobody moves a received file but each message's last, which
-/// goes over its socket.
+/// slots of the chunks below) and close where they landed a run at a time, and nobody moves a
+/// received file but each message's last, which goes over its socket.
 #[test]
 fn every_holder_opens_a_chunk_and_batches_land_in_place() {
     let d = TmpDir::new("spread");
@@ -118,6 +122,11 @@ fn every_holder_opens_a_chunk_and_batches_land_in_place() {
     dup3s.sort();
     assert!(dup3s[0] <= OWN, "the lowest chunk's opener opens in place: {dup3s:?}");
     assert!(dup3s[1..].iter().all(|&n| (200..=200 + OWN).contains(&n)), "one move per file of a higher chunk, none per received file: {dup3s:?}");
+    // Where a moved file landed is closed with the rest of its run (close_range), not alone
+    // (which would be 200 closes more in each task but one): what is left is the restorer's
+    // own, about 16.
+    let closes: Vec<usize> = openers.iter().map(|(_, s)| s.closes).collect();
+    assert!(closes.iter().all(|&n| n <= 2 * OWN), "closes: {closes:?}");
 }
 
 /// In the seed's form (one socket per fd) a receiver would have far more sockets than it binds
@@ -258,4 +267,36 @@ fn a_failed_open_names_the_chunks_opener_and_its_fd() {
     assert_eq!(o.code(), Some(1), "{o}");
     assert_eq!(o.stderr, format!("fdslot: task 3 fd 3459 (reg 450 {}): open: ENOENT\n", missing.display()), "{o}");
     assert!(o.stdout.is_empty(), "{o}");
+}
+
+/// Each task holds the same 600 files at its own shuffled slots: chunks no longer match slot
+/// ranges, so opened files land on other chunks' slots and on their own chunk's slots still to
+/// be filled, and batches land on each other's. The tables are as planned, in full batches and
+/// in batches of 16.
+#[test]
+fn shuffled_slots_in_every_task() {
+    let d = TmpDir::new("spreadshuf");
+    let f = d.file("s", b"the shuffled spread test's file");
+    let mut rng = Rng(0x5eed_1234_9876_5431);
+    let mut p = Plan::new();
+    p.task(1).child(2, 1).child(3, 1);
+    let slots: Vec<Vec<u32>> = (0..3)
+        .map(|_| {
+            let mut v: Vec<u32> = (3..3 + 600).collect();
+            rng.shuffle(&mut v);
+            v
+        })
+        .collect();
+    for i in 0..600usize {
+        let o = p.reg_pos(i as u32 + 1, &f, ["rdonly", "rdwr"][i % 2], (i % 11) as u64);
+        for t in 1..=3u16 {
+            if i % 5 == 0 {
+                o.at_ce(t, slots[t as usize - 1][i]);
+            } else {
+                o.at(t, slots[t as usize - 1][i]);
+            }
+        }
+    }
+    run_and_check(&p, &d, &[]);
+    run_and_check(&p, &d, &["--batch", "16"]);
 }

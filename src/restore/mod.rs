@@ -135,7 +135,11 @@ struct Task<'a, 'p, 'r> {
     /// The batch being sent, and the one being received: reused, never cleared.
     out: transport::Outgoing,
     rx: Received,
+    /// Take batches lowest slot first (`Session::slot_order`).
     in_slot_order: bool,
+    /// Numbers where own opens landed before their dup3 to their slots, still open: `.0..=.1`
+    /// (none while `.0 > .1`; see `defer_close`).
+    temps: (Fd, Fd),
 }
 
 /// Fds an open (a FIFO's helper, a data= file, a pipe's two ends) or a received batch (one fd
@@ -215,6 +219,7 @@ pub fn restore_task(
         out: transport::Outgoing::new(),
         rx: Received::new(),
         in_slot_order: session.slot_order,
+        temps: (0, -1),
     };
     let result = task.prepare_and_run(&mut slots, barrier, preserved.as_mut());
     for own in [task.home, task.waker, if task.dir.held { task.dir.slot } else { -1 }] {
@@ -447,6 +452,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         // Objects are opened as the sends first need them, so receivers start at once.
         self.send_all(slots, barrier)?;
         self.open_through(u32::MAX, slots)?;
+        self.close_temps()?;
         self.receive_rest(barrier)?;
         // Files held only to send are closed, but by a relay: it holds nothing else, and its
         // exit closes them after the tasks have been told it is done.
@@ -537,6 +543,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
     /// Batch `bi`'s receiving socket: bound, connected to its opener's home, parked in its slot.
     fn bind_socket(&mut self, bi: usize, abort_fd: Fd) -> Result<(), Failure> {
         let t = self.t;
+        self.close_temps()?;
         let b = self.roles.batches[bi];
         let slot = b.slot;
         let obj = self.target(self.roles.recv[b.first as usize]).object;
@@ -702,6 +709,12 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
                 ends[nm] = end as u8;
                 nm += 1;
             }
+            if nm == 1 && self.in_slot_order && self.defer_close(&moves[0], oi, ends[0])? {
+                continue;
+            }
+            // A move or dup below might replace a number left open, which close_temps would
+            // then close.
+            self.close_temps()?;
             parallel_move(&mut moves[..nm]).map_err(|(i, e)| {
                 Failure::sys(t, "dup3", e).at_fd(moves[i].dst as u32).on(oi, ends[i])
             })?;
@@ -711,6 +724,37 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
                     self.place_dups(rep - 1)?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// A spread opener's file that landed below its slot (on a lower chunk's): dup3'd to its
+    /// slot, its landing number left open, so that the next open lands just above it and a
+    /// run of them is closed with one close_range before anything could be put there (a
+    /// received batch, a receiving socket, another move or dup; `close_temps` is called before
+    /// each). Only for a file with no dups in this task; false (nothing done) for the others.
+    fn defer_close(&mut self, m: &Move, oi: u32, end: u8) -> Result<bool, Failure> {
+        let rep = self.roles.opener_rep[file_of(oi, end)];
+        if m.src == m.dst || rep == 0 || self.roles.next_dup[rep as usize - 1] != 0 {
+            return Ok(false);
+        }
+        let (lo, hi) = self.temps;
+        if (lo <= m.dst && m.dst <= hi) || (lo <= hi && m.src != hi + 1) {
+            self.close_temps()?;
+        }
+        fd::dup3(m.src, m.dst, if m.cloexec { g::O_CLOEXEC } else { 0 }).map_err(|e| Failure::sys(self.t, "dup3", e).at_fd(m.dst as u32).on(oi, end))?;
+        if self.temps.0 > self.temps.1 {
+            self.temps.0 = m.src;
+        }
+        self.temps.1 = m.src;
+        Ok(true)
+    }
+
+    /// Closes the numbers `defer_close` left open.
+    fn close_temps(&mut self) -> Result<(), Failure> {
+        let (lo, hi) = core::mem::replace(&mut self.temps, (0, -1));
+        if lo <= hi {
+            fd::close_range(lo as u32, hi as u32).map_err(|e| Failure::sys(self.t, "close_range", e).at_fd(lo as u32))?;
         }
         Ok(())
     }
@@ -1023,6 +1067,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
     /// says what the plan says; places it. Ok(false) when nothing has arrived yet.
     fn try_receive(&mut self, bi: u32, barrier: &Barrier<'_>) -> Result<bool, Failure> {
         let t = self.t;
+        self.close_temps()?;
         let b: Batch = self.roles.batches[bi as usize];
         let targets = self.plan.targets;
         let got = &mut self.rx;
