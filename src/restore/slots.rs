@@ -166,6 +166,14 @@ pub fn parallel_move(moves: &mut [Move]) -> Result<(), (usize, Errno)> {
     if let [m] = moves {
         return place(m, true).map_err(|e| (0, e));
     }
+    // A batch taken in slot order lands in its slots: only the first move (the last fd, over
+    // the socket) goes anywhere, and no other move's source can sit in its way. No tables.
+    if moves[1..].iter().all(|m| m.src == m.dst) {
+        for (i, m) in moves.iter_mut().enumerate() {
+            place(m, true).map_err(|e| (i, e))?;
+        }
+        return Ok(());
+    }
     let k = moves.len();
     debug_assert!(k <= MAX_MOVES);
     // Tables of the moves' own size only (a batch of two must not clear room for 253).
@@ -277,6 +285,32 @@ mod tests {
             fd::close(dst).unwrap();
         }
         let _ = open_null;
+    }
+
+    /// A batch taken in slot order: every fd in its slot but the last, which goes over the
+    /// socket (replaced) and is closed where it landed; in-place fds get their FD_CLOEXEC.
+    #[test]
+    fn a_batch_in_place_moves_only_its_last_fd() {
+        let mut inos = Vec::new();
+        for f in 800..806 {
+            let (r, w) = fd::pipe2(g::O_CLOEXEC).unwrap();
+            fd::close(w).unwrap();
+            fd::dup3(r, f, g::O_CLOEXEC).unwrap();
+            fd::close(r).unwrap();
+            inos.push(ino(f));
+        }
+        // 800 plays the socket; the message's fds are 801..=805, the last for 800.
+        let mut moves = vec![Move::new(805, 800, false, true)];
+        moves.extend((801..805).map(|f| Move::new(f, f, f % 2 == 0, true)));
+        parallel_move(&mut moves).unwrap();
+        assert_eq!(ino(800), inos[5], "the last fd goes over the socket");
+        assert!(fd::fcntl(805, g::F_GETFD, 0).is_err(), "and is closed where it landed");
+        for f in 800..805 {
+            assert_eq!(ino(f) == inos[(f - 800) as usize], f != 800);
+            let flags = fd::fcntl(f, g::F_GETFD, 0).unwrap();
+            assert_eq!(flags & 1 == 1, f != 800 && f % 2 == 0, "cloexec of {f}");
+            fd::close(f).unwrap();
+        }
     }
 
     /// A received batch's shape: sources on the lowest numbers, destinations scattered over
