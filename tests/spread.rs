@@ -129,16 +129,19 @@ fn every_holder_opens_a_chunk_and_batches_land_in_place() {
     assert!(closes.iter().all(|&n| n <= 2 * OWN), "closes: {closes:?}");
 }
 
-/// In the seed's form (one socket per fd) a receiver would have far more sockets than it binds
-/// before the barrier: nothing is spread, task 1 opens every file.
+/// In the seed's form (one socket per fd) a receiver of two chunks would have far more sockets
+/// than it binds before the barrier: with 3 tasks nothing is spread, task 1 opens every file.
+/// With 2, each task receives from one opener only, and both open.
 #[test]
-fn the_seeds_form_keeps_one_opener() {
-    let d = TmpDir::new("spread1");
-    let p = parents_files(&d, 3, 300);
-    run_and_check(&p, &d, &["--batch", "1"]);
-    let seen = traced(&d.plan(&p.text()), &["--timeout", "60", "--batch", "1"]);
-    let openers: Vec<_> = seen.iter().filter(|(_, s)| s.opens > 0).map(|(pid, s)| (pid, s.opens)).collect();
-    assert_eq!(openers.len(), 1, "one opener: {openers:?}");
+fn the_seeds_form_spreads_only_with_one_opener_per_receiver() {
+    for (tasks, spread) in [(3, 1), (2, 2)] {
+        let d = TmpDir::new("spread1");
+        let p = parents_files(&d, tasks, 300);
+        run_and_check(&p, &d, &["--batch", "1"]);
+        let seen = traced(&d.plan(&p.text()), &["--timeout", "60", "--batch", "1"]);
+        let openers: Vec<_> = seen.iter().filter(|(_, s)| s.opens > 0).map(|(pid, s)| (pid, s.opens)).collect();
+        assert_eq!(openers.len(), spread, "{tasks} tasks: openers {openers:?}");
+    }
 }
 
 /// Runs of different holder sets, a run too short to spread, files one task holds, a named

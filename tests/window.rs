@@ -131,12 +131,19 @@ fn run_stop_counting_names(plan: &std::path::Path, args: &[&str]) -> (Running, u
 
 /// `run --stop`, 3,000 files from task 1 to task 2 in the seed's form, while this test counts
 /// the bound fdslot names over and over: never more than one window (and the home socket),
-/// and the count shows the restore was seen (without the window it peaks at 3,000).
+/// and the count shows the restore was seen (without the window it peaks at 3,000). Task 1 is
+/// named the opener of every file: `run` would otherwise spread the opens over both tasks,
+/// and each would receive.
 #[test]
 fn run_keeps_one_window_bound() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let d = TmpDir::new("winrun");
-    let p = one_to_one_plan(&d, 3000);
+    let f = d.file("f", b"x");
+    let mut p = Plan::new();
+    p.task(1).task(2);
+    for i in 0..3000 {
+        p.reg(i + 1, &f, "rdonly").opener(1).at(1, 10 + i).at(2, 10 + i);
+    }
     let plan = d.plan(&p.text());
     let (r, most) = run_stop_counting_names(&plan, &["--batch", "1"]);
     assert_tables(&p.expect(), &r.pids, &CheckOpts { stopped: true, ..Default::default() });

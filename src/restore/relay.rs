@@ -59,8 +59,8 @@ pub struct Assignment<'a> {
 pub(super) struct Count {
     batches: u64,
     files: u64,
-    /// The most batches one task receives.
-    pub most: u64,
+    /// The most batches one task receives from two or more openers.
+    pub most_from_many: u64,
 }
 
 impl Count {
@@ -76,7 +76,7 @@ impl Count {
 /// (one per file), `per_opener` and `touched` (one per task and relay) are scratch.
 pub(super) fn count_roles(plan: &Plan<'_>, batch: u16, opener_of: impl Fn(usize) -> usize, last: &mut [u32], per_opener: &mut [u32], touched: &mut [u32]) -> Count {
     last.fill(0);
-    let mut c = Count { batches: 0, files: 0, most: 0 };
+    let mut c = Count { batches: 0, files: 0, most_from_many: 0 };
     for t in 0..plan.tasks.len() {
         let mut n = 0;
         for x in plan.task_targets(t) {
@@ -99,7 +99,9 @@ pub(super) fn count_roles(plan: &Plan<'_>, batch: u16, opener_of: impl Fn(usize)
             per_opener[o as usize] = 0;
         }
         c.batches += mine;
-        c.most = c.most.max(mine);
+        if n >= 2 {
+            c.most_from_many = c.most_from_many.max(mine);
+        }
     }
     c
 }
