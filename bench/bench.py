@@ -154,25 +154,70 @@ def plan_tasks(plan_text):
     return sum(1 for line in plan_text.splitlines() if line.startswith("task "))
 
 
-def received_by_task(plan_text):
-    """Task id -> fds it receives: every target of an object but its opener's, the lowest task
-    among the targets (the generated plans never name another opener, and hold each object at
-    most once per task)."""
-    received, holders = {}, []
-
-    def flush():
-        if holders:
-            holders.remove(min(holders))
-        for t in holders:
-            received[t] = received.get(t, 0) + 1
-
+def plan_holders(plan_text):
+    """The task ids declared, in plan order, and each object's holders (task ids, once each),
+    in object order."""
+    tasks, objects = [], []
     for line in plan_text.splitlines():
-        if line.startswith("reg "):
-            flush()
-            holders = []
+        if line.startswith("task "):
+            tasks.append(int(line.split()[1]))
+        elif line.startswith("reg "):
+            objects.append([])
         elif line.startswith("  at "):
-            holders.append(int(line.split()[1].split(":")[0]))
-    flush()
+            t = int(line.split()[1].split(":")[0])
+            if t not in objects[-1]:
+                objects[-1].append(t)
+    return tasks, objects
+
+
+# src/restore/spread.rs and src/restore/mod.rs, as the model below needs them.
+MIN_CHUNK, WINDOW, NAME_BUDGET, MIN_WINDOW = 128, 64, 4096, 8
+
+
+def openers_of(plan_text, batch):
+    """Each object's opener as `run` picks it for batches of `batch` (the generated plans name
+    none, have no relays in the seed's form, and list tasks in id order): the lowest holder,
+    unless `run` spreads a run of objects that the same tasks hold (src/restore/spread.rs: runs
+    of 256 or more, cut into chunks of at least MIN_CHUNK, chunk c to the c-th holder; not
+    where a receiver would take more batches from two or more openers than its window)."""
+    tasks, objects = plan_holders(plan_text)
+    rank = {t: i for i, t in enumerate(tasks)}
+    plain = [min(h, key=rank.get) for h in objects]
+    spread, a, any_spread = list(plain), 0, False
+    while a < len(objects):
+        b = a + 1
+        key = sorted(objects[a], key=rank.get)
+        while b < len(objects) and sorted(objects[b], key=rank.get) == key:
+            b += 1
+        n, chunks = b - a, min(len(key), (b - a) // MIN_CHUNK)
+        if len(key) >= 2 and chunks >= 2:
+            any_spread = True
+            for p in range(n):
+                spread[a + p] = key[p * chunks // n]
+        a = b
+    if not any_spread:
+        return plain
+    window = min(max(NAME_BUDGET // max(len(tasks), 1), MIN_WINDOW), WINDOW)
+    per = {}
+    for holders, opener in zip(objects, spread):
+        for t in holders:
+            if t != opener:
+                per.setdefault(t, {}).setdefault(opener, 0)
+                per[t][opener] += 1
+    for runs in per.values():
+        if len(runs) >= 2 and sum(-(-c // batch) for c in runs.values()) > window:
+            return plain
+    return spread
+
+
+def received_by_task(plan_text, batch=253):
+    """Task id -> fds it receives: every holder of an object but its opener (`openers_of`)."""
+    _, objects = plan_holders(plan_text)
+    received = {}
+    for holders, opener in zip(objects, openers_of(plan_text, batch)):
+        for t in holders:
+            if t != opener:
+                received[t] = received.get(t, 0) + 1
     return received
 
 
@@ -194,9 +239,9 @@ def seed_floor_ms(plan_text, costs):
     """The least wall time the seed's form could take for the plan, from the kernel's costs
     alone: no receiver takes its files faster than one receiver's syscalls allow, and every
     task's syscalls (per received fd: the receiver's and one send; per object: one open) share
-    the machine's cores. Openers as fdslot picks them: the lowest task among the targets."""
+    the machine's cores. Openers as `run` picks them in the seed's form (`openers_of`)."""
     rx, open_us, send_us = costs
-    received = received_by_task(plan_text)
+    received = received_by_task(plan_text, 1)
     objects = sum(1 for line in plan_text.splitlines() if line.startswith("reg "))
     total = sum(received.values())
     one_receiver = max(received.values(), default=0) * rx
