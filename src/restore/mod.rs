@@ -61,7 +61,8 @@ pub fn window_for(tasks: usize) -> u32 {
     (NAME_BUDGET / tasks.max(1) as u32).clamp(MIN_WINDOW, WINDOW)
 }
 
-/// How often a receiver that waits for its lowest batch looks whether an opener is stalled.
+/// How often a receiver that waits for its lowest batch looks whether an opener is stalled (a
+/// look at the shared page; a stall, rare, then waits at most this long for its room).
 const STALL_CHECK_NS: u64 = 5_000_000;
 
 /// What this task receives from one opener: batches up to `end` (in the order the opener sends
@@ -887,6 +888,8 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         sent
     }
 
+    /// Sends the message built in `out` to `to` (batch `b`'s socket), taking what arrives while
+    /// it waits for room; marks `stalled` (and counts it in `run`'s shared page) once it has to.
     fn send_to_receiver(&mut self, to: &crate::sys::socket::UnixAddr, b: &Batch, stalled: &mut bool, barrier: &Barrier<'_>) -> Result<(), Failure> {
         let t = self.t;
         loop {
@@ -954,8 +957,12 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
                 continue;
             }
             if barrier.any_stalled() {
+                let before = self.remaining;
                 for k in 0..self.runs.len() {
                     self.drain_run(k, barrier)?;
+                }
+                if self.remaining < before {
+                    continue;
                 }
             }
             let now = proc::monotonic_ns();

@@ -168,7 +168,7 @@ pub fn parallel_move(moves: &mut [Move]) -> Result<(), (usize, Errno)> {
     }
     // A batch taken in slot order lands in its slots: only the first move (the last fd, over
     // the socket) goes anywhere, and no other move's source can sit in its way. No tables.
-    if moves[1..].iter().all(|m| m.src == m.dst) {
+    if moves.get(1..).is_some_and(|rest| rest.iter().all(|m| m.src == m.dst)) {
         for (i, m) in moves.iter_mut().enumerate() {
             place(m, true).map_err(|e| (i, e))?;
         }
