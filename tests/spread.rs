@@ -303,3 +303,19 @@ fn shuffled_slots_in_every_task() {
     run_and_check(&p, &d, &[]);
     run_and_check(&p, &d, &["--batch", "16"]);
 }
+
+/// A table that two tasks share (`files=`) is one holder: tasks 2 and 3 share one table, and
+/// with task 1's they hold 600 files, spread over the two tables' owners (tasks 1 and 2).
+#[test]
+fn a_shared_table_is_one_holder() {
+    let d = TmpDir::new("spreadfiles");
+    let p = {
+        let mut p = parents_files(&d, 2, 600);
+        p.child(3, 2).files(3, 2);
+        p
+    };
+    run_and_check(&p, &d, &[]);
+    let seen = traced(&d.plan(&p.text()), &["--timeout", "60"]);
+    let openers: Vec<_> = seen.iter().filter(|(_, s)| s.opens > 0).map(|(pid, s)| (pid, s.opens)).collect();
+    assert_eq!(openers.len(), 2, "the two tables' owners open: {openers:?}");
+}
