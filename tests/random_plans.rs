@@ -352,6 +352,12 @@ thread_local! {
 
 /// Builds seed `seed`'s plan in `dir`; returns it, its `run` args and its inherited fds.
 fn plan_for(seed: u64, dir: &TmpDir) -> (Plan, Vec<String>, Vec<(u32, i32)>) {
+    plan_with(seed, dir, false)
+}
+
+/// [`plan_for`], with `parents_files`: then 300 regular files more, which every table holds
+/// (at fds 300 up), a run long enough for `run` to spread its opens over the tables.
+fn plan_with(seed: u64, dir: &TmpDir, parents_files: bool) -> (Plan, Vec<String>, Vec<(u32, i32)>) {
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5eed_f00d_1234_5678);
     for _ in 0..4 {
         rng.next();
@@ -386,6 +392,19 @@ fn plan_for(seed: u64, dir: &TmpDir) -> (Plan, Vec<String>, Vec<(u32, i32)>) {
         inherited: vec![],
     };
     g.build();
+    if parents_files {
+        let owners: BTreeSet<u16> = g.ids.iter().map(|&t| g.p.table_owner(t)).collect();
+        for i in 0..300u32 {
+            g.next_obj += 1;
+            let f = g.files[(i % 3) as usize].clone();
+            g.p.reg_pos(g.next_obj, &f, if i % 2 == 0 { "rdonly" } else { "rdwr" }, (i % 7) as u64);
+            for &t in &owners {
+                let ce = g.chance(4);
+                g.p.target(0, t, 300 + i, ce);
+                g.used.entry(t).or_default().insert(300 + i);
+            }
+        }
+    }
     // nofile= on some tasks that have a table of their own: above their highest fd.
     let mut members: BTreeMap<u16, usize> = BTreeMap::new();
     for t in &g.p.tasks {
@@ -418,8 +437,13 @@ fn run_seed(seed: u64) -> Result<(), String> {
 
 /// [`run_seed`] with `extra` run args after the seed's own.
 fn run_seed_with(seed: u64, extra: &[&str]) -> Result<(), String> {
+    run_plan_seed(seed, false, extra)
+}
+
+/// [`run_seed_with`], the plan with [`plan_with`]'s parent's files or not.
+fn run_plan_seed(seed: u64, parents_files: bool, extra: &[&str]) -> Result<(), String> {
     let dir = TmpDir::new(&format!("rnd{seed}"));
-    let (p, mut args, inherited) = plan_for(seed, &dir);
+    let (p, mut args, inherited) = plan_with(seed, &dir, parents_files);
     args.extend(extra.iter().map(|a| a.to_string()));
     let text = p.text();
     let path = dir.plan(&text);
@@ -513,6 +537,20 @@ fn relayed_seeds() {
         }
     }
     assert!(failed.is_empty(), "{} seeds failed with relays:\n\n{}", failed.len(), failed[..failed.len().min(3)].join("\n\n"));
+}
+
+/// Every kind, `opener=`, shared tables and inherited fds, with a parent's 300 files that
+/// every table holds: `run` spreads their opens over the tables (no relays), and receivers
+/// take batches lowest slot first among the rest. Seeds 0..60.
+#[test]
+fn seeds_with_a_parents_files() {
+    let mut failed = Vec::new();
+    for seed in 0..60 {
+        if let Err(e) = run_plan_seed(seed, true, &["--relays", "0"]) {
+            failed.push(e);
+        }
+    }
+    assert!(failed.is_empty(), "{} seeds failed with a parent's files:\n\n{}", failed.len(), failed[..failed.len().min(3)].join("\n\n"));
 }
 
 /// Seeds 400..400+$FDSLOT_RANDOM_SEEDS (skipped without it): a longer hunt, in 2 threads.
