@@ -6,21 +6,6 @@ mod common;
 
 use common::*;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
-
-fn as_nobody_with_nofile(cmd: &mut std::process::Command, nofile: u64) {
-    cmd.uid(65534).gid(65534);
-    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            let lim = libc::rlimit { rlim_cur: nofile, rlim_max: nofile };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
 
 /// 60 files opened by task 1 and received by three tasks: 180 fds in flight at once if the
 /// receivers lag, against a per-user cap of 70.

@@ -10,7 +10,6 @@ mod common;
 use common::*;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 
 /// Task 1 and its children 2..=`tasks`, every one holding `files` regular files at fds 3 up (a
 /// parent's files inherited by its children), with differing flags, offsets and FD_CLOEXEC.
@@ -183,20 +182,6 @@ fn runs_of_several_holder_sets_with_the_rest() {
         }
     }
     run_and_check(&p, &d, &[]);
-}
-
-fn as_nobody_with_nofile(cmd: &mut std::process::Command, nofile: u64) {
-    cmd.uid(65534).gid(65534);
-    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            let lim = libc::rlimit { rlim_cur: nofile, rlim_max: nofile };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
 }
 
 /// Without privilege the kernel caps the fds in flight per user at RLIMIT_NOFILE. 7 tasks

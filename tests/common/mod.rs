@@ -2960,3 +2960,19 @@ pub fn strace_fdslot(calls: &str, args: &[&std::ffi::OsStr]) -> String {
     assert!(st.status.success(), "fdslot under strace: {}", String::from_utf8_lossy(&st.stderr));
     std::fs::read_to_string(&log).unwrap()
 }
+
+/// Makes `cmd` run as `nobody` (no capabilities: the kernel then caps the fds in flight per
+/// user at RLIMIT_NOFILE, ETOOMANYREFS) with RLIMIT_NOFILE `nofile` (soft and hard).
+pub fn as_nobody_with_nofile(cmd: &mut std::process::Command, nofile: u64) {
+    cmd.uid(65534).gid(65534);
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let lim = libc::rlimit { rlim_cur: nofile, rlim_max: nofile };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
