@@ -129,7 +129,8 @@ fn every_holder_opens_a_chunk_and_batches_land_in_place() {
 
 /// In the seed's form (one socket per fd) a receiver of two chunks would have far more sockets
 /// than it binds before the barrier: with 3 tasks nothing is spread, task 1 opens every file.
-/// With 2, each task receives from one opener only, and both open.
+/// With 2, each task receives from one opener only, and both open. With one opener, a receiver
+/// closes where its fds landed a run at a time.
 #[test]
 fn the_seeds_form_spreads_only_with_one_opener_per_receiver() {
     for (tasks, spread) in [(3, 1), (2, 2)] {
@@ -139,6 +140,15 @@ fn the_seeds_form_spreads_only_with_one_opener_per_receiver() {
         let seen = traced(&d.plan(&p.text()), &["--timeout", "60", "--batch", "1"]);
         let openers: Vec<_> = seen.iter().filter(|(_, s)| s.opens > 0).map(|(pid, s)| (pid, s.opens)).collect();
         assert_eq!(openers.len(), spread, "{tasks} tasks: openers {openers:?}");
+        let receivers: Vec<_> = seen.iter().filter(|(_, s)| !s.recv_from.is_empty()).map(|(pid, s)| (pid, s.recv_from.len(), s.closes)).collect();
+        assert_eq!(receivers.len(), tasks as usize - (spread == 1) as usize, "{tasks} tasks: receivers {receivers:?}");
+        if spread == 1 {
+            // Where each received fd landed stays open until the window slides, and is closed
+            // with the others of its run then (one close_range): not a close per fd (about
+            // 305). Only a planned slot stays open: the last window's fds, which land above
+            // the planned ones, are closed one by one (about 50 closes in all).
+            assert!(receivers.iter().all(|&(_, n, closes)| n == 300 && closes < 100), "(pid, fds received, closes) {receivers:?}");
+        }
     }
 }
 

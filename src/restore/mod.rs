@@ -138,9 +138,11 @@ struct Task<'a, 'p, 'r> {
     rx: Received,
     /// Take batches lowest slot first (`Session::slot_order`).
     in_slot_order: bool,
-    /// Numbers where own opens landed before their dup3 to their slots, still open: `.0..=.1`
-    /// (none while `.0 > .1`; see `defer_close`).
+    /// Numbers where own opens (or, in the seed's form, received fds) landed before their dup3
+    /// to their slots, still open: `.0..=.1` (none while `.0 > .1`; see `defer_close`).
     temps: (Fd, Fd),
+    /// Under `run`: a received fd's landing number may stay open in `temps`.
+    defer_received: bool,
 }
 
 /// Fds an open (a FIFO's helper, a data= file, a pipe's two ends) or a received batch (one fd
@@ -221,6 +223,7 @@ pub fn restore_task(
         rx: Received::new(),
         in_slot_order: session.slot_order,
         temps: (0, -1),
+        defer_received: matches!(barrier.mode, barrier::Mode::Shared(_)),
     };
     let result = task.prepare_and_run(&mut slots, barrier, preserved.as_mut());
     for own in [task.home, task.waker, if task.dir.held { task.dir.slot } else { -1 }] {
@@ -455,6 +458,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         self.open_through(u32::MAX, slots)?;
         self.close_temps()?;
         self.receive_rest(barrier)?;
+        self.close_temps()?;
         // Files held only to send are closed, but by a relay: it holds nothing else, and its
         // exit closes them after the tasks have been told it is done.
         let (ob, oe) = (self.roles.task_opened[t] as usize, self.roles.task_opened[t + 1] as usize);
@@ -733,10 +737,11 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
     /// slot, its landing number left open, so that the next open lands just above it and a
     /// run of them is closed with one close_range before anything could be put there (a
     /// received batch, a receiving socket, another move or dup; `close_temps` is called before
-    /// each). Only for a file with no dups in this task; false (nothing done) for the others.
+    /// each). Only for a file with no dups in this task that landed on a planned slot (see
+    /// `is_planned`); false (nothing done) for the others.
     fn defer_close(&mut self, m: &Move, oi: u32, end: u8) -> Result<bool, Failure> {
         let rep = self.roles.opener_rep[file_of(oi, end)];
-        if m.src == m.dst || rep == 0 || self.roles.next_dup[rep as usize - 1] != 0 {
+        if m.src == m.dst || rep == 0 || self.roles.next_dup[rep as usize - 1] != 0 || !self.is_planned(m.src) {
             return Ok(false);
         }
         let (lo, hi) = self.temps;
@@ -749,6 +754,14 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         }
         self.temps.1 = m.src;
         Ok(true)
+    }
+
+    /// Whether `n` is one of this task's planned slots. A number left open (`temps`) must be
+    /// one, still empty: then the fds open never outnumber the planned slots and the service
+    /// range, and the room `check_limits` counted under RLIMIT_NOFILE stays free (a received
+    /// fd that landed above them, kept open, could take the number the next one needs).
+    fn is_planned(&self, n: Fd) -> bool {
+        self.plan.task_targets(self.t).binary_search_by_key(&(n as u32), |x| x.fd).is_ok()
     }
 
     /// Closes the numbers `defer_close` left open.
@@ -1074,8 +1087,11 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
     /// says what the plan says; places it. Ok(false) when nothing has arrived yet.
     fn try_receive(&mut self, bi: u32, barrier: &Barrier<'_>) -> Result<bool, Failure> {
         let t = self.t;
-        self.close_temps()?;
         let b: Batch = self.roles.batches[bi as usize];
+        if b.count > 1 {
+            // A batch lands on the lowest free numbers, its moves go anywhere among its slots.
+            self.close_temps()?;
+        }
         let targets = self.plan.targets;
         let got = &mut self.rx;
         // Most of the batch's fds come out as planned: no fcntl afterwards.
@@ -1115,9 +1131,25 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         // Moves in entry order: the socket's slot first (its fd came last), as parallel_move
         // wants a first destination that may be replaced.
         let placed = if n == 1 {
-            // The seed's form: one fd, no table of moves to set up.
+            // The seed's form: one fd, no table of moves to set up. Under `run` (and without
+            // dups to place) where it landed stays open, so that the next lands just above
+            // it, and the run of them is closed at once (see `defer_close`).
             let x = &targets[entries[0] as usize];
-            parallel_move(&mut [Move::new(got.fds[0], x.fd as Fd, x.cloexec != 0, cloexec)])
+            let from = got.fds[0];
+            if self.defer_received && from != x.fd as Fd && self.roles.next_dup[entries[0] as usize] == 0 && self.is_planned(from) {
+                let (lo, hi) = self.temps;
+                if lo <= hi && from != hi + 1 {
+                    self.close_temps()?;
+                }
+                fd::dup3(from, x.fd as Fd, if x.cloexec != 0 { g::O_CLOEXEC } else { 0 }).map_err(|e| Failure::sys(t, "dup3", e).at_fd(x.fd).on(x.object, x.end))?;
+                if self.temps.0 > self.temps.1 {
+                    self.temps.0 = from;
+                }
+                self.temps.1 = from;
+                return Ok(true);
+            }
+            self.close_temps()?;
+            parallel_move(&mut [Move::new(from, x.fd as Fd, x.cloexec != 0, cloexec)])
         } else {
             // Only the batch's own moves are written: clearing room for 253 per message cost
             // more than the moves of a batch of two.
@@ -1131,7 +1163,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
             parallel_move(&mut moves)
         };
         if let Err((i, e)) = placed {
-            let x = &targets[entries[i] as usize];
+            let x = &targets[self.roles.entries(&b)[i] as usize];
             return Err(Failure::sys(t, "dup3", e).at_fd(x.fd).on(x.object, x.end));
         }
         for &e in self.roles.entries(&b) {
