@@ -139,7 +139,8 @@ struct Task<'a, 'p, 'r> {
     /// Take batches lowest slot first (`Session::slot_order`).
     in_slot_order: bool,
     /// Numbers where own opens (or, in the seed's form, received fds) landed before their dup3
-    /// to their slots, still open: `.0..=.1` (none while `.0 > .1`; see `defer_close`).
+    /// to their slots, still open: `.0..=.1` (none while `.0 > .1`; see
+    /// `place_keeping_landing`).
     temps: (Fd, Fd),
     /// Under `run`: a received fd's landing number may stay open in `temps`.
     defer_received: bool,
@@ -714,7 +715,8 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
                 ends[nm] = end as u8;
                 nm += 1;
             }
-            if nm == 1 && self.in_slot_order && self.defer_close(&moves[0], oi, ends[0])? {
+            let rep = self.roles.opener_rep[file_of(oi, ends[0])];
+            if nm == 1 && self.in_slot_order && rep != 0 && self.place_keeping_landing(moves[0].src, rep - 1)? {
                 continue;
             }
             // A move or dup below might replace a number left open, which close_temps would
@@ -733,26 +735,29 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         Ok(())
     }
 
-    /// A spread opener's file that landed below its slot (on a lower chunk's): dup3'd to its
-    /// slot, its landing number left open, so that the next open lands just above it and a
-    /// run of them is closed with one close_range before anything could be put there (a
-    /// received batch, a receiving socket, another move or dup; `close_temps` is called before
-    /// each). Only for a file with no dups in this task that landed on a planned slot (see
-    /// `is_planned`); false (nothing done) for the others.
-    fn defer_close(&mut self, m: &Move, oi: u32, end: u8) -> Result<bool, Failure> {
-        let rep = self.roles.opener_rep[file_of(oi, end)];
-        if m.src == m.dst || rep == 0 || self.roles.next_dup[rep as usize - 1] != 0 || !self.is_planned(m.src) {
+    /// Places in target `x`'s slot the fd that landed at `from` (a spread opener's file below
+    /// its slot, on a lower chunk's; in the seed's form, a received fd) by dup3 alone, leaving
+    /// `from` open, so that the next fd lands just above it and a run of them is closed with
+    /// one close_range before anything could be put there (a received batch, a receiving
+    /// socket, another move or dup; `close_temps` is called before each). Only for a file with
+    /// no dups in this task that landed on a planned slot (see `is_planned`); false (nothing
+    /// done) for the others.
+    fn place_keeping_landing(&mut self, from: Fd, x: u32) -> Result<bool, Failure> {
+        let target = *self.target(x);
+        let to = target.fd as Fd;
+        if from == to || self.roles.next_dup[x as usize] != 0 || !self.is_planned(from) {
             return Ok(false);
         }
         let (lo, hi) = self.temps;
-        if (lo <= m.dst && m.dst <= hi) || (lo <= hi && m.src != hi + 1) {
+        if (lo <= to && to <= hi) || (lo <= hi && from != hi + 1) {
             self.close_temps()?;
         }
-        fd::dup3(m.src, m.dst, if m.cloexec { g::O_CLOEXEC } else { 0 }).map_err(|e| Failure::sys(self.t, "dup3", e).at_fd(m.dst as u32).on(oi, end))?;
+        fd::dup3(from, to, if target.cloexec != 0 { g::O_CLOEXEC } else { 0 })
+            .map_err(|e| Failure::sys(self.t, "dup3", e).at_fd(target.fd).on(target.object, target.end))?;
         if self.temps.0 > self.temps.1 {
-            self.temps.0 = m.src;
+            self.temps.0 = from;
         }
-        self.temps.1 = m.src;
+        self.temps.1 = from;
         Ok(true)
     }
 
@@ -764,7 +769,7 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         self.plan.task_targets(self.t).binary_search_by_key(&(n as u32), |x| x.fd).is_ok()
     }
 
-    /// Closes the numbers `defer_close` left open.
+    /// Closes the numbers `place_keeping_landing` left open.
     fn close_temps(&mut self) -> Result<(), Failure> {
         let (lo, hi) = core::mem::replace(&mut self.temps, (0, -1));
         if lo <= hi {
@@ -1131,24 +1136,14 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         // Moves in entry order: the socket's slot first (its fd came last), as parallel_move
         // wants a first destination that may be replaced.
         let placed = if n == 1 {
-            // The seed's form: one fd, no table of moves to set up. Under `run` (and without
-            // dups to place) where it landed stays open, so that the next lands just above
-            // it, and the run of them is closed at once (see `defer_close`).
-            let x = &targets[entries[0] as usize];
-            let from = got.fds[0];
-            if self.defer_received && from != x.fd as Fd && self.roles.next_dup[entries[0] as usize] == 0 && self.is_planned(from) {
-                let (lo, hi) = self.temps;
-                if lo <= hi && from != hi + 1 {
-                    self.close_temps()?;
-                }
-                fd::dup3(from, x.fd as Fd, if x.cloexec != 0 { g::O_CLOEXEC } else { 0 }).map_err(|e| Failure::sys(t, "dup3", e).at_fd(x.fd).on(x.object, x.end))?;
-                if self.temps.0 > self.temps.1 {
-                    self.temps.0 = from;
-                }
-                self.temps.1 = from;
+            // The seed's form: one fd, no table of moves to set up. Under `run` where it
+            // landed may stay open (see `place_keeping_landing`).
+            let (e0, from) = (entries[0], got.fds[0]);
+            if self.defer_received && self.place_keeping_landing(from, e0)? {
                 return Ok(true);
             }
             self.close_temps()?;
+            let x = &targets[e0 as usize];
             parallel_move(&mut [Move::new(from, x.fd as Fd, x.cloexec != 0, cloexec)])
         } else {
             // Only the batch's own moves are written: clearing room for 253 per message cost
