@@ -1,7 +1,8 @@
 //! Under `run`, the seed's form (one socket per received fd) keeps only a window of receiving
 //! sockets bound at once per receiver (across its openers), sliding it with credits; under `restore`
 //! (where a credit's sender cannot be checked by pid) every socket is bound before the
-//! barrier. Checked in /proc/net/unix, and by the kernel's view of the tables once done.
+//! barrier. Checked in /proc/net/unix (read while the restore is frozen, so that it is one
+//! moment's table), and by the kernel's view of the tables once done.
 
 #[macro_use]
 mod common;
@@ -109,24 +110,132 @@ fn fdslot_names_bound() -> usize {
     bound_names().iter().filter(|n| n.starts_with("fdslot-")).count()
 }
 
-/// `run --stop` while a thread counts the bound fdslot names over and over: the restore, and
-/// the most names it had bound at once (beyond those bound before it started).
-fn run_stop_counting_names(plan: &std::path::Path, args: &[&str]) -> (Running, usize) {
+/// A cgroup freezer that `run` and every task it forks are put in: while frozen, no process of
+/// the restore can bind or close a socket, so /proc/net/unix read then is one moment's table.
+/// (Read while they run, the file is walked bucket by bucket across several reads and mixes
+/// moments: names bound after an unbound one was counted are counted too; under load it
+/// showed up to 80 for a window of 64.) The freezer stops nothing as a signal would: `run`
+/// sees no stopped child, and a frozen poll is restarted.
+struct Freezer {
+    dir: std::path::PathBuf,
+    /// The file whose contents freeze and thaw: (file, frozen, thawed).
+    control: (&'static str, &'static str, &'static str),
+}
+
+impl Freezer {
+    /// A new freezer cgroup: v1's freezer hierarchy where mounted, else a cgroup2 group.
+    fn new() -> Freezer {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+        let mount = |kind: &str, option: Option<&str>| {
+            mounts.lines().find_map(|l| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                (w.len() > 3 && w[2] == kind && option.is_none_or(|o| w[3].split(',').any(|x| x == o))).then(|| w[1].to_string())
+            })
+        };
+        let (root, control) = match (mount("cgroup", Some("freezer")), mount("cgroup2", None)) {
+            (Some(v1), _) => (v1, ("freezer.state", "FROZEN", "THAWED")),
+            (None, Some(v2)) => (v2, ("cgroup.freeze", "1", "0")),
+            (None, None) => panic!("no cgroup freezer mounted (v1 freezer or cgroup2): this test needs one to read the name table at one moment"),
+        };
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::path::Path::new(&root).join(format!("fdslot-window-{}-{n}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        Freezer { dir, control }
+    }
+
+    /// Makes `cmd`'s process join this group before it execs (its forks follow it).
+    fn enter(&self, cmd: &mut std::process::Command) {
+        use std::os::unix::process::CommandExt;
+        let procs = std::ffi::CString::new(self.dir.join("cgroup.procs").into_os_string().into_encoded_bytes()).unwrap();
+        // SAFETY: between fork and exec only async-signal-safe calls (open, write, close) on
+        // memory prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                let ok = fd >= 0 && libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+                if fd >= 0 {
+                    libc::close(fd);
+                }
+                if ok { Ok(()) } else { Err(std::io::Error::last_os_error()) }
+            });
+        }
+    }
+
+    fn set(&self, value: &str) {
+        std::fs::write(self.dir.join(self.control.0), value).unwrap();
+    }
+
+    /// Freezes the group and waits until every process in it is frozen: false if it is still
+    /// freezing after a second (then it is thawed again).
+    fn freeze(&self) -> bool {
+        self.set(self.control.1);
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(1) {
+            if self.is_frozen() {
+                return true;
+            }
+            std::thread::yield_now();
+        }
+        self.thaw();
+        false
+    }
+
+    fn is_frozen(&self) -> bool {
+        if self.control.0 == "cgroup.freeze" {
+            std::fs::read_to_string(self.dir.join("cgroup.events")).unwrap().lines().any(|l| l == "frozen 1")
+        } else {
+            std::fs::read_to_string(self.dir.join("freezer.state")).unwrap().trim() == "FROZEN"
+        }
+    }
+
+    fn thaw(&self) {
+        self.set(self.control.2);
+    }
+}
+
+impl Drop for Freezer {
+    fn drop(&mut self) {
+        self.thaw();
+        // The group empties as its processes are reaped.
+        let start = std::time::Instant::now();
+        while std::fs::remove_dir(&self.dir).is_err() && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// `run --stop` inside a freezer while a thread freezes it over and over, counts the bound
+/// fdslot names while nothing moves, and thaws it: the restore, the most names bound at one
+/// moment (beyond those bound before it started), how many moments were counted, and the
+/// freezer, to drop once the restore's processes are gone.
+fn run_stop_counting_names(plan: &std::path::Path, args: &[&str]) -> (Running, usize, usize, std::sync::Arc<Freezer>) {
     let before = fdslot_names_bound();
+    let freezer = std::sync::Arc::new(Freezer::new());
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let watcher = {
-        let stop = stop.clone();
+        let (stop, freezer) = (stop.clone(), freezer.clone());
         std::thread::spawn(move || {
-            let mut most = 0;
+            let (mut most, mut moments) = (0, 0);
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                most = most.max(fdslot_names_bound());
+                if freezer.freeze() {
+                    most = most.max(fdslot_names_bound());
+                    moments += 1;
+                    freezer.thaw();
+                }
+                // Let the restore move on between moments.
+                std::thread::sleep(Duration::from_micros(300));
             }
-            most
+            (most, moments)
         })
     };
-    let r = run_stop(plan, args);
+    let mut cmd = run_stop_cmd(plan, args);
+    freezer.enter(&mut cmd);
+    let r = start_stopped(cmd);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    (r, watcher.join().unwrap().saturating_sub(before))
+    let (most, moments) = watcher.join().unwrap();
+    let r = r.unwrap_or_else(|o| panic!("fdslot run {} --stop did not get to ready: {o}", plan.display()));
+    (r, most.saturating_sub(before), moments, freezer)
 }
 
 /// `run --stop`, 3,000 files from task 1 to task 2 in the seed's form, while this test counts
@@ -145,10 +254,10 @@ fn run_keeps_one_window_bound() {
         p.reg(i + 1, &f, "rdonly").opener(1).at(1, 10 + i).at(2, 10 + i);
     }
     let plan = d.plan(&p.text());
-    let (r, most) = run_stop_counting_names(&plan, &["--batch", "1"]);
+    let (r, most, moments, _freezer) = run_stop_counting_names(&plan, &["--batch", "1"]);
     assert_tables(&p.expect(), &r.pids, &CheckOpts { stopped: true, ..Default::default() });
     r.finish();
-    assert!(most >= WINDOW / 2, "the watcher saw the restore's names ({most})");
+    assert!(most >= WINDOW / 2, "the watcher saw the restore's names ({most} at most in {moments} moments)");
     assert!(most <= WINDOW + 2, "{most} names bound at once; the window is {WINDOW}");
 }
 
@@ -189,10 +298,10 @@ fn run_bounds_names_across_openers() {
         }
     }
     let plan = d.plan(&p.text());
-    let (r, most) = run_stop_counting_names(&plan, &["--batch", "1", "--timeout", "60"]);
+    let (r, most, moments, _freezer) = run_stop_counting_names(&plan, &["--batch", "1", "--timeout", "60"]);
     assert_tables(&p.expect(), &r.pids, &CheckOpts { stopped: true, ..Default::default() });
     r.finish();
-    assert!(most >= 1000, "the watcher saw the restore's names ({most})");
+    assert!(most >= 1000, "the watcher saw the restore's names ({most} at most in {moments} moments)");
     assert!(most <= 4096 + TASKS as usize, "{most} names bound at once; the budget is 4096 receiving names and one home per task");
 }
 
