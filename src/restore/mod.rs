@@ -585,8 +585,9 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
     }
 
     /// Slides the window once enough has arrived (a quarter of it, or all that is left): binds
-    /// the next sockets, publishes how many are bound (the credit, in `run`'s shared page), and
-    /// wakes each opener concerned that waits for it.
+    /// the next sockets a quarter of the window at a time, and after each quarter publishes how
+    /// many are bound (the credit, in `run`'s shared page) and wakes each opener concerned that
+    /// waits for it.
     fn refill(&mut self, barrier: &Barrier<'_>) -> Result<(), Failure> {
         let (tb, te) = (self.roles.task_batches[self.t], self.roles.task_batches[self.t + 1]);
         let unbound = te - self.bind_next;
@@ -594,19 +595,27 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         if room == 0 || room < (self.window / 4).max(1).min(unbound) {
             return Ok(());
         }
-        let from = self.bind_run;
-        let before = self.runs[from].bound;
-        self.bind_more(room, barrier.abort_fd())?;
-        barrier.publish_bound(self.t, self.bind_next - tb);
-        // Every run past `from` that the binding reached got sockets; `from` maybe none.
-        for k in from..=self.bind_run {
-            let r = self.runs[k];
-            if k == from && r.bound == before {
-                continue;
-            }
-            let opener = self.roles.batches[r.bound as usize - 1].opener as usize;
-            if barrier.is_waiting(opener) {
-                self.wake(opener)?;
+        // A quarter at a time, each published as soon as it is bound: an opener waiting for
+        // credits sends the first quarter while the rest are bound.
+        let quarter = (self.window / 4).max(1);
+        let mut left = room;
+        while left > 0 {
+            let n = left.min(quarter);
+            left -= n;
+            let from = self.bind_run;
+            let before = self.runs[from].bound;
+            self.bind_more(n, barrier.abort_fd())?;
+            barrier.publish_bound(self.t, self.bind_next - tb);
+            // Every run past `from` that the binding reached got sockets; `from` maybe none.
+            for k in from..=self.bind_run {
+                let r = self.runs[k];
+                if k == from && r.bound == before {
+                    continue;
+                }
+                let opener = self.roles.batches[r.bound as usize - 1].opener as usize;
+                if barrier.is_waiting(opener) {
+                    self.wake(opener)?;
+                }
             }
         }
         Ok(())
