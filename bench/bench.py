@@ -171,14 +171,18 @@ def plan_holders(plan_text):
 
 
 # src/restore/spread.rs and src/restore/mod.rs, as the model below needs them.
-MIN_CHUNK, WINDOW, NAME_BUDGET, MIN_WINDOW = 128, 64, 4096, 8
+MIN_CHUNK, SMALLEST_CHUNK, MAX_BATCH, WINDOW, NAME_BUDGET, MIN_WINDOW = 128, 16, 253, 64, 4096, 8
+
+
+def min_chunk(batch):
+    return max(-(-MIN_CHUNK * batch // MAX_BATCH), SMALLEST_CHUNK)
 
 
 def openers_of(plan_text, batch):
     """Each object's opener as `run` picks it for batches of `batch` (the generated plans name
     none, have no relays in the seed's form, and list tasks in id order): the lowest holder,
     unless `run` spreads a run of objects that the same tasks hold (src/restore/spread.rs: runs
-    of 256 or more, cut into chunks of at least MIN_CHUNK, chunk c to the c-th holder; not
+    of two chunks or more, a chunk at least `min_chunk(batch)`, chunk c to the c-th holder; not
     where a receiver would take more batches from two or more openers than its window)."""
     tasks, objects = plan_holders(plan_text)
     rank = {t: i for i, t in enumerate(tasks)}
@@ -189,7 +193,7 @@ def openers_of(plan_text, batch):
         key = sorted(objects[a], key=rank.get)
         while b < len(objects) and sorted(objects[b], key=rank.get) == key:
             b += 1
-        n, chunks = b - a, min(len(key), (b - a) // MIN_CHUNK)
+        n, chunks = b - a, min(len(key), (b - a) // min_chunk(batch))
         if len(key) >= 2 and chunks >= 2:
             any_spread = True
             for p in range(n):

@@ -16,6 +16,7 @@
 //!
 //! Decided here from the plan alone, before any fork, like the rest of the roles.
 
+use super::roles::MAX_BATCH;
 use crate::arena::{bytes_for, Arena};
 use crate::plan::{Plan, KIND_INHERIT, KIND_REOPEN};
 use crate::sys::Errno;
@@ -25,6 +26,17 @@ use crate::sys::Errno;
 /// save less than that costs. With 32, 300 files x 5 tasks (chunks of 60) took 2.0 ms and 17%
 /// more CPU, against 1.7 ms unspread; 100 x 2 (chunks of 50) gained nothing.
 pub const MIN_CHUNK: usize = 128;
+
+/// The least chunk in any form. In the seed's form a chunk adds no socket (each received file
+/// has its own whoever sends it), so smaller chunks still pay: 100 files x 2 tasks took 9%
+/// less time in chunks of 50, 200 x 2 13% less (series of 21).
+const SMALLEST_CHUNK: usize = 16;
+
+/// The least chunk for batches of `batch`: half a batch, as above (MIN_CHUNK for full batches
+/// of 253), and never under SMALLEST_CHUNK.
+pub fn min_chunk(batch: u16) -> usize {
+    (MIN_CHUNK * batch as usize).div_ceil(MAX_BATCH as usize).max(SMALLEST_CHUNK)
+}
 
 /// A holder set's fingerprint term for task index `t`: the sum over a set's tasks tells sets
 /// apart. Two different sets with one sum would only share a chunking (each chunk's opener is
@@ -46,7 +58,8 @@ fn mix(t: usize) -> u64 {
 /// a copy in memory the forks share.
 pub fn spread<'p>(plan: &Plan<'p>, batch: u16, window: u32) -> Result<Option<Plan<'p>>, Errno> {
     let (nt, no, nf) = (plan.tasks.len(), plan.objects.len(), plan.file_count());
-    if nt < 2 || no < 2 * MIN_CHUNK {
+    let min = min_chunk(batch);
+    if nt < 2 || no < 2 * min {
         return Ok(None);
     }
     let mut scratch = Arena::map(bytes_for::<u16>(no) * 3 + bytes_for::<u64>(no) + bytes_for::<u32>(nf) + bytes_for::<u32>(nt) * 2)?;
@@ -93,7 +106,7 @@ pub fn spread<'p>(plan: &Plan<'p>, batch: u16, window: u32) -> Result<Option<Pla
             b += 1;
         }
         let n = b - a;
-        let chunks = (holders[a] as usize).min(n / MIN_CHUNK);
+        let chunks = (holders[a] as usize).min(n / min);
         if chunks >= 2 {
             spreads = true;
             for p in 0..n {
@@ -226,5 +239,16 @@ mod tests {
         assert_eq!(openers(&text(1, &[(1000, &[1])], ""), 253), None);
         // Two tasks: each receives from one opener only, whatever the batch.
         assert!(openers(&text(2, &[(1000, &[1, 2])], ""), 1).is_some());
+    }
+
+    /// A chunk is at least half a batch, and at least SMALLEST_CHUNK: full batches keep 128,
+    /// the seed's form cuts runs of 32 and more.
+    #[test]
+    fn the_least_chunk_follows_the_batch() {
+        assert_eq!((min_chunk(253), min_chunk(64), min_chunk(8), min_chunk(1)), (128, 33, 16, 16));
+        let got = openers(&text(2, &[(100, &[1, 2])], ""), 1).expect("seed's form: 100 files in two chunks");
+        assert!(got[..50].iter().all(|&o| o == 1) && got[50..].iter().all(|&o| o == 2), "{got:?}");
+        assert_eq!(openers(&text(2, &[(100, &[1, 2])], ""), 253), None, "full batches: under two chunks of 128");
+        assert_eq!(openers(&text(2, &[(31, &[1, 2])], ""), 1), None, "under two chunks of 16");
     }
 }
