@@ -129,17 +129,21 @@ fn every_holder_opens_a_chunk_and_batches_land_in_place() {
 
 /// In the seed's form (one socket per fd) a receiver of two chunks would have far more sockets
 /// than it binds before the barrier: with 3 tasks nothing is spread, task 1 opens every file.
-/// With 2, each task receives from one opener only, and both open. With one opener, a receiver
-/// closes where its fds landed a run at a time.
+/// With 2, each task receives from one opener only, and both open half, down to runs far
+/// shorter than full batches need (100 files: a chunk adds no socket in this form). With one
+/// opener, a receiver closes where its fds landed a run at a time.
 #[test]
 fn the_seeds_form_spreads_only_with_one_opener_per_receiver() {
-    for (tasks, spread) in [(3, 1), (2, 2)] {
+    for (tasks, files, spread) in [(3, 300, 1), (2, 300, 2), (2, 100, 2)] {
         let d = TmpDir::new("spread1");
-        let p = parents_files(&d, tasks, 300);
+        let p = parents_files(&d, tasks, files);
         run_and_check(&p, &d, &["--batch", "1"]);
         let seen = traced(&d.plan(&p.text()), &["--timeout", "60", "--batch", "1"]);
         let openers: Vec<_> = seen.iter().filter(|(_, s)| s.opens > 0).map(|(pid, s)| (pid, s.opens)).collect();
         assert_eq!(openers.len(), spread, "{tasks} tasks: openers {openers:?}");
+        if spread == 2 {
+            assert!(openers.iter().all(|&(_, n)| n as u32 == files / 2), "{files} files: each opens half {openers:?}");
+        }
         let receivers: Vec<_> = seen.iter().filter(|(_, s)| !s.recv_from.is_empty()).map(|(pid, s)| (pid, s.recv_from.len(), s.closes)).collect();
         assert_eq!(receivers.len(), tasks as usize - (spread == 1) as usize, "{tasks} tasks: receivers {receivers:?}");
         if spread == 1 {

@@ -592,12 +592,12 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         let (tb, te) = (self.roles.task_batches[self.t], self.roles.task_batches[self.t + 1]);
         let unbound = te - self.bind_next;
         let room = self.window.saturating_sub(self.outstanding).min(unbound);
-        if room == 0 || room < (self.window / 4).max(1).min(unbound) {
+        let quarter = (self.window / 4).max(1);
+        if room == 0 || room < quarter.min(unbound) {
             return Ok(());
         }
         // A quarter at a time, each published as soon as it is bound: an opener waiting for
         // credits sends the first quarter while the rest are bound.
-        let quarter = (self.window / 4).max(1);
         let mut left = room;
         while left > 0 {
             let n = left.min(quarter);

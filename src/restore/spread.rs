@@ -21,10 +21,11 @@ use crate::arena::{bytes_for, Arena};
 use crate::plan::{Plan, KIND_INHERIT, KIND_REOPEN};
 use crate::sys::Errno;
 
-/// No chunk smaller than this: each one more gives every other holder one more batch (a
-/// receiving socket's life), and below about half a full batch the opens it moves off one core
-/// save less than that costs. With 32, 300 files x 5 tasks (chunks of 60) took 2.0 ms and 17%
-/// more CPU, against 1.7 ms unspread; 100 x 2 (chunks of 50) gained nothing.
+/// In full batches, no chunk smaller than this: each one more gives every other holder one
+/// more batch (a receiving socket's life), and below about half a full batch the opens it
+/// moves off one core save less than that costs. With 32, 300 files x 5 tasks (chunks of 60)
+/// took 2.0 ms and 17% more CPU, against 1.7 ms unspread; 100 x 2 (chunks of 50) gained
+/// nothing.
 pub const MIN_CHUNK: usize = 128;
 
 /// The least chunk in any form. In the seed's form a chunk adds no socket (each received file
