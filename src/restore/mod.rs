@@ -602,20 +602,27 @@ impl<'a, 'p, 'r> Task<'a, 'p, 'r> {
         while left > 0 {
             let n = left.min(quarter);
             left -= n;
-            let from = self.bind_run;
-            let before = self.runs[from].bound;
-            self.bind_more(n, barrier.abort_fd())?;
-            barrier.publish_bound(self.t, self.bind_next - tb);
-            // Every run past `from` that the binding reached got sockets; `from` maybe none.
-            for k in from..=self.bind_run {
-                let r = self.runs[k];
-                if k == from && r.bound == before {
-                    continue;
-                }
-                let opener = self.roles.batches[r.bound as usize - 1].opener as usize;
-                if barrier.is_waiting(opener) {
-                    self.wake(opener)?;
-                }
+            self.bind_and_credit(n, tb, barrier)?;
+        }
+        Ok(())
+    }
+
+    /// Binds the next `n` sockets, publishes the credit, and wakes each opener whose run the
+    /// binding reached, if it waits.
+    fn bind_and_credit(&mut self, n: u32, tb: u32, barrier: &Barrier<'_>) -> Result<(), Failure> {
+        let from = self.bind_run;
+        let before = self.runs[from].bound;
+        self.bind_more(n, barrier.abort_fd())?;
+        barrier.publish_bound(self.t, self.bind_next - tb);
+        // Every run past `from` that the binding reached got sockets; `from` maybe none.
+        for k in from..=self.bind_run {
+            let r = self.runs[k];
+            if k == from && r.bound == before {
+                continue;
+            }
+            let opener = self.roles.batches[r.bound as usize - 1].opener as usize;
+            if barrier.is_waiting(opener) {
+                self.wake(opener)?;
             }
         }
         Ok(())
